@@ -1,0 +1,5 @@
+import sys
+
+from astrohpc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,48 @@
+"""The `astrohpc` command: a thin shell that parses, calls one library function, and prints.
+
+Each command group lives in its own module with a `register(subparsers)` function; library
+errors (AstrohpcError) become one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from astrohpc import __version__
+from astrohpc.cli import config_cmd, data_cmd, doctor_cmd, gcm_cmd, slurm_cmd
+from astrohpc.errors import AstrohpcError
+
+COMMAND_MODULES = (doctor_cmd, config_cmd, slurm_cmd, gcm_cmd, data_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="astrohpc", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"astrohpc {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except AstrohpcError as exc:
+        print(f"astrohpc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("astrohpc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -18,7 +18,7 @@ missing=""
 for p in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-if [ -n "$missing" ]; then
+if [ -n "$missing" ] && [ -z "${ASTROHPC_SKIP_APT:-}" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "[setup] missing Debian packages:$missing — run 'sudo apt-get install -y$missing' and retry" >&2
     exit 1

@@ -12,6 +12,8 @@ STATE=${ASTROHPC_SLURM_STATE:-$REPO/.state/slurm}
 CONF=$STATE/slurm.conf
 DBD_CONF=$STATE/slurmdbd.conf
 RUN=$STATE/run
+# Ports: slurmctld PORT, slurmd PORT+1, slurmdbd PORT+2 (change to run a second cluster beside one)
+PORT=${ASTROHPC_SLURM_PORT:-6817}
 export SLURM_CONF=$CONF
 
 say() { echo "[local-slurm] $*" >&2; }
@@ -56,7 +58,7 @@ write_conf() {
   if [ "$accounting" = 1 ]; then
     acct="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
-AccountingStoragePort=6819
+AccountingStoragePort=$((PORT + 2))
 JobAcctGatherType=jobacct_gather/linux"
   else
     acct="$acct
@@ -85,8 +87,8 @@ MinJobAge=600
 MaxArraySize=1001
 MailProg=/bin/true
 ReturnToService=2
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=$PORT
+SlurmdPort=$((PORT + 1))
 StateSaveLocation=$STATE/state
 SlurmdSpoolDir=$STATE/spool
 SlurmctldPidFile=$RUN/slurmctld.pid
@@ -121,7 +123,7 @@ start_accounting() {
 AuthType=auth/munge
 DbdHost=localhost
 DbdAddr=127.0.0.1
-DbdPort=6819
+DbdPort=$((PORT + 2))
 SlurmUser=root
 StorageType=accounting_storage/mysql
 StorageHost=localhost
@@ -152,8 +154,8 @@ cmd_start() {
   write_conf "$accounting"
   start_munge
   [ "$accounting" = 1 ] && start_accounting
-  if ss -ltn 2>/dev/null | grep -q ':6817 ' && ! pid_alive "$RUN/slurmctld.pid"; then
-    die "port 6817 is taken by another slurmctld (not started by this script); stop it first"
+  if ss -ltn 2>/dev/null | grep -q ":$PORT " && ! pid_alive "$RUN/slurmctld.pid"; then
+    die "port $PORT is taken (another slurmctld?); stop it or set ASTROHPC_SLURM_PORT to a free port"
   fi
   pid_alive "$RUN/slurmctld.pid" || slurmctld -i -f "$CONF"
   pid_alive "$RUN/slurmd.pid" || slurmd -f "$CONF"

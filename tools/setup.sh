@@ -35,7 +35,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-PIP="$PY -m pip --disable-pip-version-check -q"
+# pip, with the noise of this machine's unreachable extra indexes filtered from stderr
+PIP="pip_quiet"
+pip_quiet() { "$PY" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is neither a file nor a directory" >&2); }
 
 # Skip the Python part when nothing it depends on changed since the last successful run.
 stamp_key=$(cat setup.cfg pyproject.toml tools/setup.sh | sha256sum | cut -c1-16)
@@ -56,7 +58,7 @@ if ! ls "$WHEELDIR"/h5py-*.whl >/dev/null 2>&1; then
   log "building h5py $H5PY_VERSION against parallel HDF5 $hdf5_version (a few minutes, once)"
   mkdir -p "$WHEELDIR.tmp"
   CC=mpicc HDF5_MPI=ON HDF5_PKGCONFIG_NAME=hdf5-openmpi CFLAGS="-O1" \
-    $PIP wheel --no-deps --no-binary=h5py --no-build-isolation -w "$WHEELDIR.tmp" "h5py==$H5PY_VERSION"
+    pip_quiet wheel --no-deps --no-binary=h5py --no-build-isolation -w "$WHEELDIR.tmp" "h5py==$H5PY_VERSION"
   rm -rf "$WHEELDIR" && mv "$WHEELDIR.tmp" "$WHEELDIR"
 fi
 $PIP install --no-deps --force-reinstall "$WHEELDIR"/h5py-*.whl

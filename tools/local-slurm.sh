@@ -135,7 +135,8 @@ LogFile=$STATE/log/slurmdbd.log
 DBD
   chmod 600 "$DBD_CONF"
   if ! pid_alive "$RUN/slurmdbd.pid"; then
-    SLURM_CONF=$CONF slurmdbd -f "$DBD_CONF"
+    # slurmdbd reads slurmdbd.conf from the folder of $SLURM_CONF
+    SLURM_CONF=$CONF slurmdbd
     for _ in $(seq 50); do pid_alive "$RUN/slurmdbd.pid" && break; sleep 0.2; done
     sleep 1
   fi

@@ -18,7 +18,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional, Union
+from typing import Any, Iterable, Literal, Union
 
 import yaml
 
@@ -26,7 +26,7 @@ from astrohpc.data.settings import DataSettings
 from astrohpc.errors import ConfigError
 from astrohpc.gcm.settings import GCMSettings, SweepSettings
 from astrohpc.launch.settings import SlurmSettings
-from astrohpc.planet import Planet, PRESETS, preset_values
+from astrohpc.planet import PRESETS, Planet, preset_values
 
 EXTENDS_KEY = "extends"
 

@@ -127,8 +127,8 @@ def check_exoplasim() -> CheckResult:
     except importlib.metadata.PackageNotFoundError:
         return CheckResult("exoplasim", False, "not installed (pip install exoplasim==3.4.2, needs gfortran)")
     gfortran = shutil.which("gfortran")
-    return CheckResult("exoplasim", gfortran is not None,
-                       f"exoplasim {version}; gfortran {'at ' + gfortran if gfortran else 'NOT FOUND (apt-get install gfortran)'}")
+    compiler = f"at {gfortran}" if gfortran else "NOT FOUND (apt-get install gfortran)"
+    return CheckResult("exoplasim", gfortran is not None, f"exoplasim {version}; gfortran {compiler}")
 
 
 def check_apptainer() -> CheckResult:

@@ -53,7 +53,7 @@ class SlurmJobEnv:
     restart_count: Optional[str] = None
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "SlurmJobEnv":
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> SlurmJobEnv:
         environ = os.environ if environ is None else environ
         return cls(**{f.name: environ.get(SLURM_VARIABLES[f.name]) for f in fields(cls)})
 

@@ -25,6 +25,7 @@ MARKERS = ("@@DIRECTIVES@@", "@@SETUP@@", "@@COMMAND@@")
 _INT = r"[1-9][0-9]*"
 _TIME = r"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)"
 _ARRAY_RANGE = r"\d+(-\d+(:\d+)?)?"
+_EXPORT_ITEM = r"[A-Za-z_][A-Za-z0-9_]*(=[^\s,'\"\\]*)?"
 _DEP_ITEM = r"(after|afterok|afterany|afternotok|aftercorr|afterburstbuffer)(:\d+(_\d+)?(\+\d+)?)+|singleton"
 
 # python keyword -> (sbatch long option, regex the value must match, or "flag" for on/off options)
@@ -55,7 +56,7 @@ SBATCH_OPTIONS: dict[str, tuple[str, str]] = {
     "kill_on_invalid_dep": ("kill-on-invalid-dep", r"yes|no"),
     "signal": ("signal", r"((B|R):)?[A-Z0-9]+(@\d+)?"),
     "open_mode": ("open-mode", r"append|truncate"),
-    "export": ("export", r"(ALL|NONE|[A-Za-z_][A-Za-z0-9_]*(=[^\s,'\"\\]*)?)(,[A-Za-z_][A-Za-z0-9_]*(=[^\s,'\"\\]*)?)*"),
+    "export": ("export", rf"(ALL|NONE|{_EXPORT_ITEM})(,{_EXPORT_ITEM})*"),
     "mail_type": ("mail-type", r"[A-Z_,0-9]+"),
     "mail_user": ("mail-user", r"[A-Za-z0-9_.+@-]+"),
     "begin": ("begin", r"[A-Za-z0-9:+-]+"),

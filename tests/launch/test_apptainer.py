@@ -22,7 +22,8 @@ def test_project_definition_is_well_formed():
 
 
 @pytest.mark.parametrize("text, match", [
-    ("Bootstrap: docker\nFrom: debian\n%enviroment\n  export A=1\n", r":3: unknown section %enviroment \(did you mean %environment"),
+    ("Bootstrap: docker\nFrom: debian\n%enviroment\n  export A=1\n",
+     r":3: unknown section %enviroment \(did you mean %environment"),
     ("From: debian\n%post\n  true\n", r"no 'Bootstrap:' line"),
     ("Bootstrap: docker\n%post\n  true\n", r"needs a 'From:' line"),
     ("Bootstrap: dockr\nFrom: x\n", r"unknown bootstrap agent 'dockr'"),

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# The session-wide ExoPlaSim smoke run (builds the model once); tests/ is on sys.path under
+# pytest's default import mode, so the module imports by its own name.
+from gcm_smoke_fixture import smoke_gcm_run  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REAL = REPO.parent / "shared" / "data" / "real"
 

@@ -5,24 +5,86 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+# CMIP-style names understood by ExoPlaSim's postprocessor (pyburn).
+MEANS_VARIABLES = ("ts", "tas", "ps", "pr", "clt", "rlut", "rsut", "rst", "ntr", "hfls", "hfss", "sic",
+                   "alb", "prw", "ta", "ua", "va", "wap", "hus", "hur", "cl", "zg")
+SNAPSHOT_VARIABLES = ("ts", "tas", "ps", "pr", "ta", "ua", "va", "hus")
+
 
 @dataclass
 class GCMSettings:
-    """One reference-GCM simulation; the planet comes from the `planet:` section."""
+    """One reference-GCM simulation; the planet comes from the `planet:` section.
+
+    Run length: `years` (model years of 360 days) when set, else `days` (days of 86 400 s).
+    Output: means every `means_interval_days` and instantaneous snapshots every
+    `snapshot_interval_days` (0 turns snapshots off). `restart_file` starts from a saved state
+    (relative paths are taken from the current directory).
+    """
 
     model: Literal["exoplasim"] = "exoplasim"
     resolution: str = "T21"
     levels: int = 10
     days: int = 5
+    years: Optional[int] = None
+    timestep_minutes: float = 45.0
+    means_interval_days: int = 5
+    snapshot_interval_days: int = 1
     restart_file: Optional[str] = None
+    keep_restart: bool = True
+    ncpus: int = 1
+    precision: int = 8
+    means_variables: list[str] = field(default_factory=lambda: list(MEANS_VARIABLES))
+    snapshot_variables: list[str] = field(default_factory=lambda: list(SNAPSHOT_VARIABLES))
+
+    def __post_init__(self) -> None:
+        if self.days < 1:
+            raise ValueError(f"gcm.days must be >= 1, got {self.days}")
+        if self.years is not None and self.years < 1:
+            raise ValueError(f"gcm.years must be >= 1 or null, got {self.years}")
+        if not 0 < self.timestep_minutes <= 120 or 1440 % self.timestep_minutes:
+            raise ValueError(f"gcm.timestep_minutes must divide a day (1440 min) and be <= 120, "
+                             f"got {self.timestep_minutes}")
+        if self.means_interval_days < 1:
+            raise ValueError(f"gcm.means_interval_days must be >= 1, got {self.means_interval_days}")
+        if self.years is None and self.days < self.means_interval_days:
+            raise ValueError(f"gcm.days ({self.days}) must be >= gcm.means_interval_days "
+                             f"({self.means_interval_days}): a run needs at least one mean record")
+        if self.snapshot_interval_days < 0:
+            raise ValueError(f"gcm.snapshot_interval_days must be >= 0, got {self.snapshot_interval_days}")
+        if self.ncpus < 1:
+            raise ValueError(f"gcm.ncpus must be >= 1, got {self.ncpus}")
+
+    @property
+    def steps_per_day(self) -> int:
+        return int(1440 // self.timestep_minutes)
+
+    @property
+    def simulated_days(self) -> int:
+        return self.years * 360 if self.years is not None else self.days
 
 
 @dataclass
 class SweepSettings:
-    """A parameter design over config keys (e.g. `planet.instellation_W_m2`)."""
+    """A parameter design over config keys (e.g. `planet.instellation_W_m2`).
+
+    design: "grid" (`parameters: {key: [values...]}`, the product), "list" (`points:
+    [{key: value}, ...]`), "sobol" or "lhs" (`parameters: {key: [low, high]}`, `samples`
+    points from `seed`; `log_scale` lists keys sampled uniformly in log10).
+    spinup_days > 0: one spin-up run first, every task starts from its restart file.
+    workers: processes for `--local` (the Slurm array's `%M` is `slurm.max_parallel`).
+    """
 
     design: Literal["grid", "list", "sobol", "lhs"] = "grid"
     parameters: dict[str, Any] = field(default_factory=dict)
     points: list[dict[str, Any]] = field(default_factory=list)
     samples: int = 0
     seed: int = 0
+    log_scale: list[str] = field(default_factory=list)
+    spinup_days: int = 0
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.spinup_days < 0:
+            raise ValueError(f"sweep.spinup_days must be >= 0, got {self.spinup_days}")
+        if self.workers < 1:
+            raise ValueError(f"sweep.workers must be >= 1, got {self.workers}")

@@ -1,0 +1,83 @@
+"""Sweeps run here with worker processes (--local): the same tasks and manifest as on Slurm."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests_gcm_paths import SMOKE_CONFIG
+
+from astrohpc.config import load_config
+from astrohpc.errors import ConfigError
+from astrohpc.gcm.manifest import aggregate, reason_from_log
+from astrohpc.gcm.sweep import plan_sweep, run_local, write_plan
+
+TWO_POINTS = "[{planet.instellation_W_m2: 1200}, {planet.instellation_W_m2: -100}]"
+
+
+def _sweep(tmp_path, *extra):
+    cfg = load_config(SMOKE_CONFIG, [f"run.root={tmp_path}", "run.name=sweep", "sweep.design=list",
+                                     f"sweep.points={TWO_POINTS}", "gcm.snapshot_interval_days=0", *extra])
+    plan = plan_sweep(cfg)
+    write_plan(plan, cfg)
+    return cfg, plan
+
+
+@pytest.mark.exoplasim
+def test_local_sweep_keeps_the_good_task_and_says_why_the_bad_one_failed(tmp_path, smoke_gcm_run):
+    cfg, plan = _sweep(tmp_path)
+    results = sorted(run_local(plan.sweep_dir, workers=2))
+    assert [r[:2] for r in results] == [(0, "finished"), (1, "failed")]
+    manifest = aggregate(plan.sweep_dir, convert=False)
+    assert manifest["counts"] == {"finished": 1, "failed": 1, "missing": 0} and not manifest["complete"]
+    good, bad = manifest["tasks"]
+    assert good["status"] == "finished" and good["point"] == {"planet.instellation_W_m2": 1200}
+    assert {f["kind"] for f in good["files"]} == {"means", "restart"}
+    assert bad["status"] == "failed" and "instellation_W_m2 must be >= 0" in bad["reason"]
+    on_disk = json.loads((plan.sweep_dir / "manifest.json").read_text())
+    assert on_disk["counts"] == manifest["counts"]
+
+    # Re-running skips the finished task (its summary is untouched) and retries only the failed one.
+    finished_summary = plan.sweep_dir / "task-0000" / "summary.json"
+    before = finished_summary.stat().st_mtime_ns
+    assert [r[0] for r in run_local(plan.sweep_dir, workers=2)] == [1]
+    assert finished_summary.stat().st_mtime_ns == before
+
+    # The same folder cannot be reused for a different sweep.
+    with pytest.raises(ConfigError, match="different sweep"):
+        _sweep(tmp_path, "planet.pCO2_bar=0.01")
+
+
+@pytest.mark.exoplasim
+def test_spinup_mode_branches_every_task_from_one_restart(tmp_path, smoke_gcm_run):
+    cfg, plan = _sweep(tmp_path, "sweep.spinup_days=5", "sweep.points=[{planet.instellation_W_m2: 1300}]")
+    results = list(run_local(plan.sweep_dir, workers=1))
+    assert results == [(-1, "finished", None), (0, "finished", None)]
+    spinup = json.loads((plan.sweep_dir / "spinup" / "summary.json").read_text())
+    task = json.loads((plan.sweep_dir / "task-0000" / "summary.json").read_text())
+    assert spinup["status"] == "finished"
+    assert task["gcm"]["restart_file"] == str((plan.sweep_dir / "spinup" / "output" / "exoplasim_restart").resolve())
+    manifest = aggregate(plan.sweep_dir, convert=False)
+    assert manifest["spinup"]["status"] == "finished" and manifest["complete"]
+
+
+def test_a_task_that_never_ran_is_missing(tmp_path):
+    cfg, plan = _sweep(tmp_path)
+    manifest = aggregate(plan.sweep_dir, convert=False)
+    assert manifest["counts"] == {"finished": 0, "failed": 0, "missing": 2}
+    assert manifest["tasks"][0]["reason"] == "no summary.json and no log"
+
+
+@pytest.mark.parametrize("log, reason", [
+    ("astrohpc: gcm job 5\nastrohpc: error: planet.x must be > 0\n", "planet.x must be > 0"),
+    ("running\nslurmstepd: error: *** JOB 12 ON vm CANCELLED AT 2026 DUE TO TIME LIMIT ***\n",
+     "*** JOB 12 ON vm CANCELLED AT 2026 DUE TO TIME LIMIT ***"),
+    ("x\n/var/spool/slurmd/job12/slurm_script: line 9: 4242 Killed  python -m astrohpc\n",
+     "Killed  python -m astrohpc"),
+    ("Traceback (most recent call last):\n  File x\nOSError: [Errno 28] No space left on device\n",
+     "No space left on device"),
+    ("astrohpc: gcm job 5\ntask 0: finished (3.0 s)\n", None),
+])
+def test_reason_from_a_task_log(log, reason):
+    found = reason_from_log(log)
+    assert (found is None) if reason is None else (reason in found)

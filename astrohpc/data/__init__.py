@@ -1,0 +1,17 @@
+"""GCM NetCDF -> HDF5 datacubes, and reading them back in parallel (schema: docs/datacube.md).
+
+    schema.py         names, chunk layout, version, CF attributes of the cube
+    settings.py       the `data:` config section
+    sources.py        one NetCDF file -> oriented channels (ExoPlaSim, CAM hybrid, generic CF)
+    netcdf_classic.py truncation check for classic NetCDF files
+    vertical.py       sigma / hybrid / pressure levels, interpolation linear in log p
+    grid.py           orientation (south->north, 0-360), latitude bounds, area weights
+    validate.py       NaN/inf, grids, channels, cube structure
+    convert.py        runs -> one cube, written atomically (`convert`, `convert_run_dirs`)
+    cube.py           opening a cube: independent (per process) or collective (MPI-IO)
+    dataset.py        torch Dataset of windows, DistributedSampler-compatible sharding
+    stats.py          per-channel statistics, Chan/Welford merge across MPI ranks
+    bench.py          read benchmark against sequential bytes, xarray and netCDF4
+
+Nothing heavy is imported here: `import astrohpc.data` stays cheap for the config loader.
+"""

@@ -103,6 +103,12 @@ def main() -> int:
         "parallel_efficiency": (round(ser["wall_s"] / arr["wall_s"] / 2, 3) if "wall_s" in arr else None),
         "provenance": collect(),
     }
+    result["headline"] = {
+        "core-seconds per simulated day (T21 L10, 1 CPU)": result["core_seconds_per_simulated_day"],
+        "2-task Slurm array: wall time (s)": arr.get("wall_s"),
+        "the same 2 runs in series: wall time (s)": ser["wall_s"],
+        "parallel efficiency of the 2-task array": result["parallel_efficiency"],
+    }
     out = Path(args.out) / f"gcm-{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
     write_json(out, result)
     print(json.dumps({k: result[k] for k in ("core_seconds_per_simulated_day", "parallel_efficiency")}))

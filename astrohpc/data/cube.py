@@ -79,11 +79,21 @@ class CubeMeta:
     variables: list[str]
     levels: np.ndarray
     level_kinds: list[str]
+    units: list[str]
     stats: Optional[dict[str, dict[str, np.ndarray]]]  # {"fields"|"diffs": {quantity: [channel]}}
 
     @property
     def chunk_bytes(self) -> int:
         return int(np.prod(self.shape[2:])) * 4
+
+    def channel(self, variable: str, level: Optional[float] = None) -> int:
+        """Index of `variable` (at `level` for 3-D variables; its first level if None)."""
+        for i, name in enumerate(self.variables):
+            if name == variable and (level is None or np.isclose(self.levels[i], level)):
+                return i
+        at = "" if level is None else f" at level {level}"
+        known = ", ".join(sorted(set(self.variables)))
+        raise DataError(f"{self.path}: no channel {variable!r}{at}; variables: {known}")
 
 
 def _strings(values) -> list[str]:
@@ -101,7 +111,7 @@ def read_meta(path: str | Path) -> CubeMeta:
         table = f[schema.CHANNEL_GROUP]
         return CubeMeta(Path(path), tuple(f[schema.FIELDS].shape), f[schema.TIME_COUNT][()],
                         _strings(table["variable"][()]), table["level"][()], _strings(table["level_kind"][()]),
-                        stats)
+                        _strings(table["units"][()]), stats)
     finally:
         f.close()
 

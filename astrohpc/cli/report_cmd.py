@@ -1,0 +1,26 @@
+"""`astrohpc report sweep SWEEP_DIR`: tables and plots from what a sweep wrote."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("report", help="turn run folders into a Markdown report with tables and plots")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    sweep = verbs.add_parser("sweep", help="report on a GCM sweep folder (manifest.json, datacube)")
+    sweep.add_argument("sweep_dir")
+    sweep.add_argument("-o", "--out", default=None, help="output folder (default SWEEP_DIR/report)")
+    sweep.add_argument("--bench", nargs="*", default=[], metavar="JSON", help="benchmark JSON files to tabulate")
+    sweep.add_argument("--note", action="append", default=[], help="a paragraph to add (repeatable)")
+    sweep.set_defaults(func=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from astrohpc.analysis.sweep_report import build_sweep_report
+
+    out = Path(args.out) if args.out else Path(args.sweep_dir) / "report"
+    print(build_sweep_report(args.sweep_dir, out, [Path(b) for b in args.bench], args.note))
+    return 0

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# make bench: the benchmarks, side by side in one run, JSON under runs/bench/. Needs the local
+# Slurm cluster (started here if it is not up) and a smoke GCM run (made here if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+bash tools/local-slurm.sh start >/dev/null
+eval "$(bash tools/local-slurm.sh env)"
+.venv/bin/astrohpc gcm build configs/gcm/smoke.yaml
+.venv/bin/astrohpc gcm run configs/gcm/smoke.yaml   # a finished run is kept, not redone
+echo "[bench] GCM: core-seconds per simulated day, 2-task array efficiency"
+$PY tools/bench_gcm.py --days "${BENCH_GCM_DAYS:-30}"
+echo "[bench] I/O: datacube reader vs sequential bytes, xarray and netCDF4, 1 and 2 ranks"
+$PY tools/bench_io.py
+ls -t runs/bench/*.json | head -2

@@ -31,8 +31,8 @@ from typing import Iterator
 
 from astrohpc.atomic_write import write_json
 from astrohpc.errors import GCMError
+from astrohpc.gcm.settings import SPECTRAL_TRUNCATIONS
 
-SPECTRAL_TRUNCATIONS = {"T21": 21, "T42": 42, "T63": 63, "T85": 85, "T106": 106, "T127": 127, "T170": 170}
 # Files that ExoPlaSim's configure step writes into its package folder.
 CONFIGURE_PRODUCTS = ("most_compiler", "most_compiler_mpi", "most_precision_options",
                       "most_precision_optionsx", "most_debug_options", "F90_INTEGER", "F90_REAL")

@@ -8,6 +8,8 @@ from typing import Any, Literal, Optional
 # CMIP-style names understood by ExoPlaSim's postprocessor (pyburn).
 MEANS_VARIABLES = ("ts", "tas", "ps", "pr", "clt", "rlut", "rsut", "rst", "ntr", "hfls", "hfss", "sic",
                    "alb", "prw", "ta", "ua", "va", "wap", "hus", "hur", "cl", "zg")
+# Resolutions ExoPlaSim compiles (spectral truncation -> wave number).
+SPECTRAL_TRUNCATIONS = {"T21": 21, "T42": 42, "T63": 63, "T85": 85, "T106": 106, "T127": 127, "T170": 170}
 SNAPSHOT_VARIABLES = ("ts", "tas", "ps", "pr", "ta", "ua", "va", "hus")
 
 
@@ -37,6 +39,9 @@ class GCMSettings:
     snapshot_variables: list[str] = field(default_factory=lambda: list(SNAPSHOT_VARIABLES))
 
     def __post_init__(self) -> None:
+        if self.resolution not in SPECTRAL_TRUNCATIONS:
+            raise ValueError(f"gcm.resolution {self.resolution!r} is not one ExoPlaSim compiles; "
+                             f"choose one of {', '.join(SPECTRAL_TRUNCATIONS)}")
         if self.days < 1:
             raise ValueError(f"gcm.days must be >= 1, got {self.days}")
         if self.years is not None and self.years < 1:

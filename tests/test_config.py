@@ -51,6 +51,7 @@ def test_unknown_top_level_section(tmp_path):
     ("slurm: {setup: 'module load x'}\n", r"'slurm.setup' must be a list"),
     ("gcm: {model: rocke3d}\n", r"'gcm.model' = 'rocke3d' is not one of 'exoplasim'"),
     ("planet: {radius_m: -1}\n", r"planet.radius_m must be > 0"),
+    ("gcm: {levels: 5}\n", r"gcm.levels must be >= 6 for ExoPlaSim"),
     ("gcm: {resolution: T22}\n", r"gcm.resolution 'T22' is not one ExoPlaSim compiles; choose one of T21"),
     ("- a\n- b\n", r"top level must be a mapping"),
 ])

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = verbs.add_parser("build", help="compile the model once into the cache and say where")
     p.add_argument("config", nargs="?", default=None,
                    help="config whose gcm: section picks the build (default T21 L10)")
-    p.add_argument("overrides", nargs="*", help="KEY.PATH=VALUE, e.g. gcm.levels=5")
+    p.add_argument("overrides", nargs="*", help="KEY.PATH=VALUE, e.g. gcm.levels=20")
     p.set_defaults(func=_build)
 
     p = verbs.add_parser("run", help="one simulation in runs/<run.root>/<run.name>")

@@ -191,6 +191,20 @@ def _restore_package(cache: Path, package: Path) -> None:
         raise GCMError(f"the ExoPlaSim cache {cache} is incomplete: remove it and run 'astrohpc gcm build' again")
 
 
+def reconfigure_if_unbuilt(package: Path) -> bool:
+    """Make ExoPlaSim run its configure step before compiling when the build tree is missing.
+
+    A package restored from the cache holds the configure products but not `plasim/bld`, which
+    only ExoPlaSim's configure step makes; its compile.sh run without that folder deletes files
+    in the package folder itself. Removing `firstrun` makes exoplasim.Model configure first.
+    Returns True when it did so.
+    """
+    if (package / "plasim" / "bld").is_dir() or not (package / "firstrun").exists():
+        return False
+    (package / "firstrun").unlink()
+    return True
+
+
 def _compile(key: BuildKey, package: Path, cache: Path, log_path: Path | None) -> None:
     for tool in ("gfortran", "gcc", "make"):
         if shutil.which(tool) is None:
@@ -199,6 +213,7 @@ def _compile(key: BuildKey, package: Path, cache: Path, log_path: Path | None) -
     if key.ncpus > 1 and shutil.which("mpif90") is None:
         raise GCMError("gcm.ncpus > 1 needs an MPI Fortran compiler (mpif90): apt-get install -y "
                        "openmpi-bin libopenmpi-dev, or module load openmpi")
+    reconfigure_if_unbuilt(package)
     cache.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}.", dir=cache.parent))
     log_path = log_path or staging / "build.log"

@@ -42,6 +42,10 @@ class GCMSettings:
         if self.resolution not in SPECTRAL_TRUNCATIONS:
             raise ValueError(f"gcm.resolution {self.resolution!r} is not one ExoPlaSim compiles; "
                              f"choose one of {', '.join(SPECTRAL_TRUNCATIONS)}")
+        if self.levels < 6:
+            # PlaSim's semi-Lagrangian tracer advection (FFSL) stops at start-up below 6 levels
+            raise ValueError(f"gcm.levels must be >= 6 for ExoPlaSim (its FFSL advection needs NLEV >= 6), "
+                             f"got {self.levels}")
         if self.days < 1:
             raise ValueError(f"gcm.days must be >= 1, got {self.days}")
         if self.years is not None and self.years < 1:

@@ -68,3 +68,19 @@ def test_a_fresh_package_is_restored_from_the_cache_without_compiling(tmp_path, 
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == '{"compiled": false, "ready": true, "run": "finished"}'
     assert (fresh / "firstrun").is_file() and any(fresh.glob("pyfft.*.so"))
+
+
+def test_a_restored_package_is_reconfigured_before_a_new_compile(tmp_path):
+    """Restored from the cache (configure products, no plasim/bld), a package must configure again
+    before compiling another resolution: ExoPlaSim's compile.sh without plasim/bld deletes files."""
+    from astrohpc.gcm.build import reconfigure_if_unbuilt
+
+    package = tmp_path / "exoplasim"
+    (package / "plasim").mkdir(parents=True)
+    (package / "firstrun").touch()
+    assert reconfigure_if_unbuilt(package) is True
+    assert not (package / "firstrun").exists()
+    (package / "firstrun").touch()
+    (package / "plasim" / "bld").mkdir()
+    assert reconfigure_if_unbuilt(package) is False
+    assert (package / "firstrun").exists()

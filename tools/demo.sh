@@ -52,3 +52,6 @@ note "report: $REPORT"
 
 stage "done in $(( $(date +%s) - t0 )) s; what each stage produced:"
 cat "$SUMMARY"
+echo
+echo "Open $DEMO/report/report.md. The local Slurm cluster is still up for a look around"
+echo "(squeue -t all, sinfo); stop it with 'make cluster-stop'."

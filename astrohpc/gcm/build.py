@@ -31,7 +31,7 @@ from typing import Iterator
 
 from astrohpc.atomic_write import write_json
 from astrohpc.errors import GCMError
-from astrohpc.gcm.settings import SPECTRAL_TRUNCATIONS
+from astrohpc.gcm.settings import SPECTRAL_TRUNCATIONS, check_build_settings
 
 # Files that ExoPlaSim's configure step writes into its package folder.
 CONFIGURE_PRODUCTS = ("most_compiler", "most_compiler_mpi", "most_precision_options",
@@ -50,15 +50,10 @@ class BuildKey:
     precision: int = 8
 
     def __post_init__(self) -> None:
-        if self.resolution not in SPECTRAL_TRUNCATIONS:
-            raise GCMError(f"gcm.resolution {self.resolution!r} is not supported by ExoPlaSim; "
-                           f"choose one of {', '.join(SPECTRAL_TRUNCATIONS)}")
-        if self.levels < 2:
-            raise GCMError(f"gcm.levels must be >= 2, got {self.levels}")
-        if self.ncpus < 1:
-            raise GCMError(f"gcm.ncpus must be >= 1, got {self.ncpus}")
-        if self.precision not in (4, 8):
-            raise GCMError(f"gcm.precision must be 4 or 8 (bytes per real), got {self.precision}")
+        try:
+            check_build_settings(self.resolution, self.levels, self.ncpus, self.precision)
+        except ValueError as exc:
+            raise GCMError(str(exc)) from None
 
     @property
     def executable_name(self) -> str:

@@ -13,6 +13,20 @@ SPECTRAL_TRUNCATIONS = {"T21": 21, "T42": 42, "T63": 63, "T85": 85, "T106": 106,
 SNAPSHOT_VARIABLES = ("ts", "tas", "ps", "pr", "ta", "ua", "va", "hus")
 
 
+def check_build_settings(resolution: str, levels: int, ncpus: int, precision: int) -> None:
+    """The settings an ExoPlaSim executable is compiled for; ValueError names the bad one."""
+    if resolution not in SPECTRAL_TRUNCATIONS:
+        raise ValueError(f"gcm.resolution {resolution!r} is not one ExoPlaSim compiles; "
+                         f"choose one of {', '.join(SPECTRAL_TRUNCATIONS)}")
+    if levels < 6:
+        # PlaSim's semi-Lagrangian tracer advection (FFSL) stops at start-up below 6 levels
+        raise ValueError(f"gcm.levels must be >= 6 for ExoPlaSim (its FFSL advection needs NLEV >= 6), got {levels}")
+    if ncpus < 1:
+        raise ValueError(f"gcm.ncpus must be >= 1, got {ncpus}")
+    if precision not in (4, 8):
+        raise ValueError(f"gcm.precision must be 4 or 8 (bytes per real), got {precision}")
+
+
 @dataclass
 class GCMSettings:
     """One reference-GCM simulation; the planet comes from the `planet:` section.
@@ -39,13 +53,7 @@ class GCMSettings:
     snapshot_variables: list[str] = field(default_factory=lambda: list(SNAPSHOT_VARIABLES))
 
     def __post_init__(self) -> None:
-        if self.resolution not in SPECTRAL_TRUNCATIONS:
-            raise ValueError(f"gcm.resolution {self.resolution!r} is not one ExoPlaSim compiles; "
-                             f"choose one of {', '.join(SPECTRAL_TRUNCATIONS)}")
-        if self.levels < 6:
-            # PlaSim's semi-Lagrangian tracer advection (FFSL) stops at start-up below 6 levels
-            raise ValueError(f"gcm.levels must be >= 6 for ExoPlaSim (its FFSL advection needs NLEV >= 6), "
-                             f"got {self.levels}")
+        check_build_settings(self.resolution, self.levels, self.ncpus, self.precision)
         if self.days < 1:
             raise ValueError(f"gcm.days must be >= 1, got {self.days}")
         if self.years is not None and self.years < 1:
@@ -60,8 +68,6 @@ class GCMSettings:
                              f"({self.means_interval_days}): a run needs at least one mean record")
         if self.snapshot_interval_days < 0:
             raise ValueError(f"gcm.snapshot_interval_days must be >= 0, got {self.snapshot_interval_days}")
-        if self.ncpus < 1:
-            raise ValueError(f"gcm.ncpus must be >= 1, got {self.ncpus}")
 
     @property
     def steps_per_day(self) -> int:

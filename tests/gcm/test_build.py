@@ -26,7 +26,9 @@ def test_build_keys_are_checked():
         BuildKey(resolution="T22")
     with pytest.raises(GCMError, match="precision"):
         BuildKey(precision=2)
-    assert BuildKey(levels=5).executable_name == "most_plasim_t21_l5_p1.x"
+    with pytest.raises(GCMError, match="levels must be >= 6"):
+        BuildKey(levels=5)
+    assert BuildKey(levels=20).executable_name == "most_plasim_t21_l20_p1.x"
 
 
 def test_two_processes_never_hold_the_build_lock_at_once():

@@ -17,12 +17,13 @@ from astrohpc.analysis.markdown import MarkdownReport
 from astrohpc.data import schema
 from astrohpc.data.cube import open_file, read_meta
 from astrohpc.errors import DataError
+from astrohpc.gcm.run import read_summary
 
 
 def run_names(cube: Path) -> list[str]:
     """The cube's run names (run folder names), in run order."""
     with open_file(cube) as f:
-        return [n.decode() if isinstance(n, bytes) else str(n) for n in f[schema.RUN_NAME][()]]
+        return schema.decode_strings(f[schema.RUN_NAME][()])
 
 
 def load_manifest(sweep_dir: Path) -> dict:
@@ -32,17 +33,12 @@ def load_manifest(sweep_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _summary(sweep_dir: Path, task: dict) -> dict:
-    path = sweep_dir / task["run_dir"] / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def run_rows(sweep_dir: Path, manifest: dict, final_ts: dict[str, float]) -> list[dict[str, Any]]:
     """One row per task: swept parameters, status, cost, and the final global-mean surface
     temperature of its run in the cube (`final_ts`: run name -> K)."""
     rows = []
     for task in manifest["tasks"]:
-        summary = _summary(sweep_dir, task)
+        summary = read_summary(sweep_dir / task["run_dir"]) or {}
         row: dict[str, Any] = {"task": task["index"]}
         row.update({k.split(".")[-1]: v for k, v in task["point"].items()})
         row["status"] = task["status"] + (f": {task['reason']}" if task.get("reason") else "")

@@ -112,8 +112,8 @@ def _source_files(cube: Path) -> dict[int, list[str]]:
 
     with h5py.File(cube, "r") as f:
         runs = f[f"{schema.SOURCES_GROUP}/run"][()]
-        paths = [p.decode() if isinstance(p, bytes) else p for p in f[f"{schema.SOURCES_GROUP}/path"][()]]
-        names = [v.decode() if isinstance(v, bytes) else v for v in f[f"{schema.CHANNEL_GROUP}/source_name"][()]]
+        paths = schema.decode_strings(f[f"{schema.SOURCES_GROUP}/path"][()])
+        names = schema.decode_strings(f[f"{schema.CHANNEL_GROUP}/source_name"][()])
     files: dict[int, list[str]] = {}
     for run, path in zip(runs.tolist(), paths):
         files.setdefault(run, []).append(path)

@@ -96,10 +96,6 @@ class CubeMeta:
         raise DataError(f"{self.path}: no channel {variable!r}{at}; variables: {known}")
 
 
-def _strings(values) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
-
-
 def read_meta(path: str | Path) -> CubeMeta:
     """Open, check and close `path`, returning its metadata (including stored statistics)."""
     f = open_file(path)
@@ -109,9 +105,10 @@ def read_meta(path: str | Path) -> CubeMeta:
             stats = {part: {q: f[f"{schema.STATS_GROUP}/{part}/{q}"][()] for q in schema.STATS_QUANTITIES}
                      for part in ("fields", "diffs")}
         table = f[schema.CHANNEL_GROUP]
+        names = schema.decode_strings
         return CubeMeta(Path(path), tuple(f[schema.FIELDS].shape), f[schema.TIME_COUNT][()],
-                        _strings(table["variable"][()]), table["level"][()], _strings(table["level_kind"][()]),
-                        _strings(table["units"][()]), stats)
+                        names(table["variable"][()]), table["level"][()], names(table["level_kind"][()]),
+                        names(table["units"][()]), stats)
     finally:
         f.close()
 

@@ -75,3 +75,8 @@ def parse_levels(text: Optional[str]) -> LevelSpec:
     if not hpa or any(not p > 0 for p in hpa) or len(set(hpa)) != len(hpa):
         raise DataError(f"levels {text!r}: need distinct positive pressures in hPa")
     return LevelSpec("pressure", tuple(p * 100.0 for p in hpa))
+
+
+def decode_strings(values) -> list[str]:
+    """A string dataset's values as str (h5py returns variable-length strings as bytes)."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]

@@ -90,9 +90,9 @@ def check_cube(f, path: Path) -> None:
 def scan_values(f, path: Path) -> None:
     """Full read: non-finite values are allowed only in pressure-level channels (outside the column)."""
     fields = f[schema.FIELDS]
-    kinds = [k.decode() if isinstance(k, bytes) else k for k in f[f"{schema.CHANNEL_GROUP}/level_kind"][()]]
+    kinds = schema.decode_strings(f[f"{schema.CHANNEL_GROUP}/level_kind"][()])
     strict = np.array([k != "pressure" for k in kinds])
-    names = [v.decode() if isinstance(v, bytes) else v for v in f[f"{schema.CHANNEL_GROUP}/variable"][()]]
+    names = schema.decode_strings(f[f"{schema.CHANNEL_GROUP}/variable"][()])
     for run, count in enumerate(f[schema.TIME_COUNT][()]):
         for t in range(int(count)):
             step = fields[run, t]

@@ -3,6 +3,8 @@
     schema.py         names, chunk layout, version, CF attributes of the cube
     settings.py       the `data:` config section
     sources.py        one NetCDF file -> oriented channels (ExoPlaSim, CAM hybrid, generic CF)
+    derived.py        variables computed at conversion (TOA incoming shortwave, hydrostatic zg)
+    timeaxis.py       source times -> days since the run's start
     netcdf_classic.py truncation check for classic NetCDF files
     vertical.py       sigma / hybrid / pressure levels, interpolation linear in log p
     grid.py           orientation (south->north, 0-360), latitude bounds, area weights
@@ -10,7 +12,7 @@
     convert.py        runs -> one cube, written atomically (`convert`, `convert_run_dirs`)
     cube.py           opening a cube: independent (per process) or collective (MPI-IO)
     dataset.py        torch Dataset of windows, DistributedSampler-compatible sharding
-    stats.py          per-channel statistics, Chan/Welford merge across MPI ranks
+    stats.py          per-channel statistics (area-weighted, per run), Chan merge across MPI ranks, sidecar
     bench.py          read benchmark against sequential bytes, xarray and netCDF4
 
 Nothing heavy is imported here: `import astrohpc.data` stays cheap for the config loader.

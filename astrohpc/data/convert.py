@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
@@ -22,7 +23,8 @@ from astrohpc.checksum import sha256_file
 from astrohpc.data import schema
 from astrohpc.data.grid import area_weights, latitude_bounds
 from astrohpc.data.settings import DataSettings
-from astrohpc.data.sources import SourceInfo, inspect_source, load_source
+from astrohpc.data.sources import SourceInfo, inspect_source, load_source, load_static
+from astrohpc.data.timeaxis import days_since_start
 from astrohpc.data.validate import check_same_channels, check_same_grid
 from astrohpc.errors import DataError
 
@@ -38,6 +40,8 @@ class RunInput:
     name: str
     files: list[Path]
     params: dict[str, Any] = field(default_factory=dict)
+    step_s: Optional[float] = None  # the GCM's integration step, s (unknown for plain files)
+    output_interval_days: Optional[float] = None  # between records; the first is one interval after the start
 
 
 def run_from_dir(run_dir: Path, kind: str) -> Optional[RunInput]:
@@ -71,7 +75,10 @@ def run_from_dir(run_dir: Path, kind: str) -> Optional[RunInput]:
         if isinstance(value, (int, float, str, bool)):
             params[f"point.{key}"] = value
     name = str(summary.get("name") or run_dir.name)
-    return RunInput(name, files, params)
+    gcm = summary.get("gcm") or {}
+    step_s = 60.0 * float(gcm["timestep_minutes"]) if gcm.get("timestep_minutes") else None
+    interval = gcm.get("snapshot_interval_days" if kind == "snapshots" else "means_interval_days")
+    return RunInput(name, files, params, step_s, float(interval) if interval else None)
 
 
 def convert_run_dirs(run_dirs: list[Path], output: Path, kind: str = "snapshots",
@@ -109,7 +116,9 @@ def convert(inputs: Sequence[str | Path], output: str | Path, *, variables: Opti
             if run is not None:
                 runs.append(run)
         else:
-            runs.append(RunInput(path.stem, [path]))
+            step = settings.source_step_minutes
+            runs.append(RunInput(path.stem, [path], step_s=None if step is None else 60.0 * step,
+                                 output_interval_days=settings.source_output_interval_days))
     if not runs:
         raise DataError("no inputs to convert (run folders given have not finished)")
     if run_params is not None:
@@ -129,6 +138,7 @@ class CubePlan:
     sources: list[list[SourceInfo]]  # [run][file]
     reference: SourceInfo
     n_time: list[int]
+    days: list[np.ndarray]  # [run][time] days since the run's start
     grid_diff_deg: float
     notes: list[str]
 
@@ -140,7 +150,7 @@ def plan_cube(runs: list[RunInput], settings: DataSettings) -> CubePlan:
     reference: Optional[SourceInfo] = None
     grid_diff = 0.0
     notes: list[str] = []
-    n_time = []
+    n_time, days = [], []
     for run in runs:
         if not run.files:
             raise DataError(f"run {run.name!r}: no files")
@@ -159,10 +169,20 @@ def plan_cube(runs: list[RunInput], settings: DataSettings) -> CubePlan:
             bad = int(np.argmin(np.diff(times)))
             raise DataError(f"run {run.name!r}: time is not strictly increasing across its files "
                             f"(step {bad}: {times[bad]} then {times[bad + 1]}); list the files in time order")
+        needed = sorted({c for p in infos[0].plans if p.derivation is not None for c in p.derivation.constants})
+        missing = [c for c in needed if not isinstance(run.params.get(c), (int, float))]
+        if missing:
+            raise DataError(f"run {run.name!r}: derived variables need the planet's {', '.join(missing)}, which the "
+                            "run's parameters lack (run folders carry them in summary.json; for plain files give "
+                            "run_params, or drop the variable from data.derived)")
         sources.append(infos)
         n_time.append(int(times.size))
     assert reference is not None
-    return CubePlan(runs, sources, reference, n_time, grid_diff, notes)
+    for run, infos in zip(runs, sources):  # after every grid and channel check
+        times = np.concatenate([i.time for i in infos])
+        days.append(days_since_start(times, infos[0].time_units, run.step_s, run.output_interval_days,
+                                     f"run {run.name!r} ({run.files[0]})"))
+    return CubePlan(runs, sources, reference, n_time, days, grid_diff, notes)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -205,22 +225,32 @@ def write_cube(runs: list[RunInput], output: Path, settings: DataSettings, extra
             fields.attrs["dims"] = json.dumps(schema.FIELDS_DIMS)
             fields.attrs["long_name"] = "GCM fields; channel metadata in /channels"
             time = np.full((n_run, n_time), np.nan)
+            source_time = np.full((n_run, n_time), np.nan)
             time_units = []
+            static: dict[str, np.ndarray] = {}
             for r, infos in enumerate(plan.sources):
                 t0 = 0
                 for info in infos:
-                    data = load_source(info, settings)
+                    data = load_source(info, settings, runs[r].params)
                     fields[r, t0:t0 + info.n_time] = data
-                    time[r, t0:t0 + info.n_time] = info.time
+                    source_time[r, t0:t0 + info.n_time] = info.time
                     t0 += info.n_time
+                time[r, :t0] = plan.days[r]
                 time_units.append(infos[0].time_units)
+                for name, values in load_static(infos[0]).items():
+                    static.setdefault(name, np.full((n_run, n_lat, n_lon), np.nan))[r] = values
                 log.info("run %d/%d (%s): %d steps", r + 1, n_run, runs[r].name, t0)
             _write_coordinates(f, ref, lat_bnds, n_lon)
-            f.create_dataset(schema.TIME, data=time).attrs.update(
-                {"long_name": "time of each step as stored in the source (units per run in time_units)"})
-            f.create_dataset(schema.TIME_UNITS, data=_string_column(time_units))
+            f.create_dataset(schema.TIME, data=time).attrs.update(schema.CF_TIME)
+            f.create_dataset(schema.SOURCE_TIME, data=source_time).attrs[
+                "long_name"] = "time of each step as stored in the source (units per run in source_time_units)"
+            f.create_dataset(schema.SOURCE_TIME_UNITS, data=_string_column(time_units))
+            f.create_dataset(schema.TIME_STEP, data=np.array([np.nan if r.step_s is None else r.step_s for r in runs],
+                                                             np.float64)).attrs.update(schema.CF_TIME_STEP)
             f.create_dataset(schema.TIME_COUNT, data=np.array(plan.n_time, dtype=np.int64)).attrs[
                 "long_name"] = "valid time steps of each run (later steps are NaN fill)"
+            _write_static(f, static, ref)
+            _write_vertical(f, ref)
             group = f.create_group(schema.CHANNEL_GROUP)
             for column in schema.CHANNEL_COLUMNS:
                 values = [getattr(c, column) for c in channels]
@@ -238,8 +268,9 @@ def write_cube(runs: list[RunInput], output: Path, settings: DataSettings, extra
                                    else np.array(values, np.int64))
             provenance = collect(extra={
                 **(extra or {}),
-                "settings": {k: getattr(settings, k) for k in ("variables", "levels", "variable_table",
-                                                               "expected_units", "grid_tolerance_deg")},
+                "settings": {k: getattr(settings, k) for k in ("variables", "static_variables", "derived", "levels",
+                                                               "variable_table", "expected_units",
+                                                               "grid_tolerance_deg")},
                 "models": sorted({i.model for infos in plan.sources for i in infos}),
                 "latitude_flipped": ref.orient.lat_flipped,
                 "grid_max_abs_diff_deg": plan.grid_diff_deg,
@@ -247,10 +278,36 @@ def write_cube(runs: list[RunInput], output: Path, settings: DataSettings, extra
             })
             f.attrs.update({
                 "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION, "Conventions": "CF-1.8",
+                "cube_id": uuid.uuid4().hex,
                 "levels": schema.parse_levels(settings.levels).text, "provenance": json.dumps(provenance, default=str),
                 "grid_max_abs_diff_deg": plan.grid_diff_deg,
             })
     return output
+
+
+def _write_static(f, static: dict[str, np.ndarray], ref: SourceInfo) -> None:
+    """static/<name> [run, lat, lon] float64, with the source's units."""
+    if not static:
+        return
+    group = f.create_group(schema.STATIC_GROUP)
+    units = {p.variable: (p.units, p.long_name) for p in ref.static_plans}
+    for name, values in static.items():
+        dset = group.create_dataset(name, data=values)
+        dset.attrs.update({"units": units[name][0], "long_name": units[name][1]})
+
+
+def _write_vertical(f, ref: SourceInfo) -> None:
+    """vertical/sigma_half [lev+1] (sigma cubes) or vertical/hyai, hybi, p0_Pa (hybrid files)."""
+    group = f.create_group(schema.VERTICAL_GROUP)
+    if ref.sigma_half is not None:
+        dset = group.create_dataset("sigma_half", data=ref.sigma_half)
+        dset.attrs.update({"long_name": "sigma at the model's layer interfaces, top (0) to surface (1)", "units": "1",
+                           "source": "recovered from the full levels (their midpoints, PlaSim's convention)"})
+    if ref.hybrid_interfaces is not None:
+        for key in ("hyai", "hybi"):
+            group.create_dataset(key, data=ref.hybrid_interfaces[key])
+        group.attrs["p0_Pa"] = ref.hybrid_interfaces["p0_Pa"]
+        group.attrs["formula"] = "p_interface = hyai * p0_Pa + hybi * ps"
 
 
 def _write_coordinates(f, ref: SourceInfo, lat_bnds: np.ndarray, n_lon: int) -> None:

@@ -9,7 +9,7 @@ then make the same number of read calls.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,8 +28,9 @@ def _locking_kwargs() -> dict:
     return {} if "HDF5_USE_FILE_LOCKING" in os.environ else {"locking": False}
 
 
-def open_file(path: str | Path, mode: str = "independent", comm: Any = None):
-    """Open `path` read-only as an h5py File, checking it is a complete datacube."""
+def open_file(path: str | Path, mode: str = "independent", comm: Any = None, validate: bool = True):
+    """Open `path` read-only as an h5py File, checking it is a complete datacube (unless `validate`
+    is False: a DataLoader worker reopening a cube its parent process already checked)."""
     import h5py
 
     path = Path(path)
@@ -49,11 +50,12 @@ def open_file(path: str | Path, mode: str = "independent", comm: Any = None):
         f = h5py.File(path, "r", **kwargs)
     except OSError as exc:
         raise DataError(f"{path}: cannot be opened as HDF5 — truncated or corrupt? ({exc})") from None
-    try:
-        check_cube(f, path)
-    except BaseException:
-        f.close()
-        raise
+    if validate:
+        try:
+            check_cube(f, path)
+        except BaseException:
+            f.close()
+            raise
     return f
 
 
@@ -69,9 +71,15 @@ def open_fields(f, cache_chunks: int = 1):
     return h5py.Dataset(h5py.h5d.open(f.id, schema.FIELDS.encode(), dapl))
 
 
+# Parameters read on a log scale by `CubeMeta.param_normalization`: partial pressures span decades.
+LOG_PARAM_SUFFIX = "_bar"
+LOG_PARAM_FLOOR = 1e-6  # bar: a partial pressure of 0 is read as this before the log
+
+
 @dataclass
 class CubeMeta:
-    """What readers need from a cube besides the fields: shapes, channels, statistics."""
+    """What readers need from a cube besides the fields: shapes, channels, time, grid, run
+    parameters, static fields, vertical interfaces, statistics. Plain numpy, picklable."""
 
     path: Path
     shape: tuple[int, ...]  # [run, time, channel, lat, lon]
@@ -80,7 +88,18 @@ class CubeMeta:
     levels: np.ndarray
     level_kinds: list[str]
     units: list[str]
-    stats: Optional[dict[str, dict[str, np.ndarray]]]  # {"fields"|"diffs": {quantity: [channel]}}
+    stats: Optional[dict[str, Any]]  # {"fields"|"diffs": {quantity: [C]}, "runs": {...: [run, C]}, "weighting"}
+    cube_id: str = ""
+    run_names: list[str] = field(default_factory=list)
+    time_days: Optional[np.ndarray] = None  # [run, time] days since each run's start (NaN past its end)
+    time_step_s: Optional[np.ndarray] = None  # [run] the GCM's integration step (NaN unknown)
+    lat: Optional[np.ndarray] = None  # [lat] degrees_north, south -> north
+    lon: Optional[np.ndarray] = None  # [lon] degrees_east, 0-360
+    area_weight: Optional[np.ndarray] = None  # [lat, lon], sums to 1
+    params: dict[str, np.ndarray] = field(default_factory=dict)  # numeric/bool run parameters: name -> [run]
+    static: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [run, lat, lon] float64
+    static_units: dict[str, str] = field(default_factory=dict)
+    vertical: dict[str, Any] = field(default_factory=dict)  # sigma_half | hyai, hybi, p0_Pa
 
     @property
     def chunk_bytes(self) -> int:
@@ -95,22 +114,110 @@ class CubeMeta:
         known = ", ".join(sorted(set(self.variables)))
         raise DataError(f"{self.path}: no channel {variable!r}{at}; variables: {known}")
 
+    def channels_of(self, variables: list[str]) -> np.ndarray:
+        """Channel indices of every level of `variables`, in the cube's channel order."""
+        unknown = [v for v in variables if v not in self.variables]
+        if unknown:
+            raise DataError(f"{self.path}: no variable {', '.join(map(repr, unknown))}; "
+                            f"variables: {', '.join(dict.fromkeys(self.variables))}")
+        wanted = set(variables)
+        return np.array([i for i, v in enumerate(self.variables) if v in wanted], dtype=np.int64)
+
+    def require(self, variables: list[str], purpose: str) -> None:
+        """DataError naming what is missing when `purpose` needs `variables` (e.g. an energy loss)."""
+        missing = [v for v in variables if v not in self.variables and v not in self.static]
+        if missing:
+            raise DataError(f"{self.path}: {purpose} needs {', '.join(variables)}; the cube lacks "
+                            f"{', '.join(missing)} — reconvert with them in data.variables / data.static_variables "
+                            "(configs/data/exoplasim.yaml has all of them)")
+
+    @property
+    def param_names(self) -> list[str]:
+        """Parameters in the matrix: every numeric or bool run parameter except the sweep point's
+        copies (`point.*`), in name order."""
+        return [k for k in sorted(self.params) if not k.startswith("point.")]
+
+    def param_matrix(self, names: Optional[list[str]] = None) -> np.ndarray:
+        """float64 [run, P] of `names` (default `param_names`); DataError if a run lacks one."""
+        names = self.param_names if names is None else list(names)
+        unknown = [n for n in names if n not in self.params]
+        if unknown:
+            raise DataError(f"{self.path}: no run parameter {', '.join(unknown)}; parameters: "
+                            f"{', '.join(self.param_names) or 'none'}")
+        matrix = np.stack([self.params[n] for n in names], axis=1) if names else np.zeros((self.shape[0], 0))
+        missing = {n: [self.run_names[r] if r < len(self.run_names) else str(r)
+                       for r in np.flatnonzero(np.isnan(matrix[:, j]))] for j, n in enumerate(names)}
+        missing = {n: runs for n, runs in missing.items() if runs}
+        if missing:
+            detail = "; ".join(f"{n} missing for run(s) {', '.join(runs[:5])}" for n, runs in missing.items())
+            raise DataError(f"{self.path}: {detail} — choose parameters every run has (params=[...]) or "
+                            "reconvert with run_params for every run")
+        return matrix
+
+    def param_normalization(self, names: Optional[list[str]] = None) -> dict[str, Any]:
+        """How parameters become model inputs: z = (f(x) − mean) / std over the cube's runs, with
+        f = log10(max(x, 1e-6)) for partial pressures (names ending in `_bar`), else f = x;
+        std 0 (a parameter the runs share) is taken as 1. Returns names, transform, mean, std."""
+        names = self.param_names if names is None else list(names)
+        transformed = transform_params(self.param_matrix(names), names)
+        mean = transformed.mean(axis=0) if len(names) else np.zeros(0)
+        std = transformed.std(axis=0) if len(names) else np.zeros(0)
+        return {"names": names, "transform": ["log10" if n.endswith(LOG_PARAM_SUFFIX) else "identity" for n in names],
+                "mean": mean, "std": np.where(std > 0, std, 1.0)}
+
+
+def transform_params(matrix: np.ndarray, names: list[str]) -> np.ndarray:
+    """log10 of partial pressures (floored at 1e-6 bar), identity for the rest: float64 [run, P]."""
+    out = np.asarray(matrix, np.float64).copy()
+    for j, name in enumerate(names):
+        if name.endswith(LOG_PARAM_SUFFIX):
+            out[:, j] = np.log10(np.maximum(out[:, j], LOG_PARAM_FLOOR))
+    return out
+
+
+def _read_params(f) -> dict[str, np.ndarray]:
+    """Numeric and bool run parameters as float64 [run] (NaN: missing for that run)."""
+    out = {}
+    if schema.RUN_PARAMS_GROUP not in f:
+        return out
+    for name, dset in f[schema.RUN_PARAMS_GROUP].items():
+        kind = dset.attrs.get("kind")
+        if kind == "float":
+            out[name] = dset[()].astype(np.float64)
+        elif kind == "bool":
+            values = dset[()].astype(np.float64)
+            out[name] = np.where(values < 0, np.nan, values)
+    return out
+
 
 def read_meta(path: str | Path) -> CubeMeta:
-    """Open, check and close `path`, returning its metadata (including stored statistics)."""
+    """Open, check and close `path`, returning its metadata (with the sidecar statistics, if any)."""
+    from astrohpc.data.stats import read_stats
+
     f = open_file(path)
     try:
-        stats = None
-        if schema.STATS_GROUP in f:
-            stats = {part: {q: f[f"{schema.STATS_GROUP}/{part}/{q}"][()] for q in schema.STATS_QUANTITIES}
-                     for part in ("fields", "diffs")}
         table = f[schema.CHANNEL_GROUP]
         names = schema.decode_strings
-        return CubeMeta(Path(path), tuple(f[schema.FIELDS].shape), f[schema.TIME_COUNT][()],
+        cube_id = str(f.attrs.get("cube_id", ""))
+        static, static_units = {}, {}
+        if schema.STATIC_GROUP in f:
+            for name, dset in f[schema.STATIC_GROUP].items():
+                static[name] = dset[()]
+                static_units[name] = str(dset.attrs.get("units", ""))
+        vertical: dict[str, Any] = {}
+        if schema.VERTICAL_GROUP in f:
+            group = f[schema.VERTICAL_GROUP]
+            vertical = {name: group[name][()] for name in group}
+            vertical.update({k: v for k, v in group.attrs.items()})
+        meta = CubeMeta(Path(path), tuple(f[schema.FIELDS].shape), f[schema.TIME_COUNT][()],
                         names(table["variable"][()]), table["level"][()], names(table["level_kind"][()]),
-                        names(table["units"][()]), stats)
+                        names(table["units"][()]), None, cube_id, names(f[schema.RUN_NAME][()]),
+                        f[schema.TIME][()], f[schema.TIME_STEP][()], f[schema.LAT][()], f[schema.LON][()],
+                        f[schema.AREA_WEIGHT][()], _read_params(f), static, static_units, vertical)
     finally:
         f.close()
+    meta.stats = read_stats(path, cube_id)
+    return meta
 
 
 def chunk_offsets(dset) -> Optional[np.ndarray]:
@@ -136,8 +243,10 @@ class LazyCube:
     Independent mode reads whole chunks straight from the file with `os.preadv` into the
     output array (the chunk's bytes are the float32 values: no filters, little-endian), using
     chunk offsets taken once from HDF5 — one copy from the page cache, like reading the file
-    sequentially. Windows touching a never-written chunk, or cubes with filters, go through
-    h5py. Collective mode always reads through h5py/MPI-IO.
+    sequentially. `prepare()` in the parent validates the cube and takes the offsets; a pickled
+    copy (a DataLoader worker) then opens nothing but a file descriptor. Windows touching a
+    never-written chunk, or cubes with filters, go through h5py. Collective mode always reads
+    through h5py/MPI-IO.
     """
 
     def __init__(self, path: str | Path, mode: str = "independent", comm: Any = None, cache_chunks: int = 1,
@@ -148,31 +257,54 @@ class LazyCube:
         self._file = None
         self._fields = None
         self._fd: Optional[int] = None
+        self._fd_pid: Optional[int] = None
         self._offsets: Optional[np.ndarray] = None
+        self._shape: Optional[tuple[int, ...]] = None
+        self._validated = False
+
+    def prepare(self) -> LazyCube:
+        """Validate the cube and take the chunk offsets now (in the parent, before workers fork)."""
+        self.fields()
+        return self
 
     def fields(self):
         if self._pid != os.getpid():  # first use, or we are a forked child: never reuse the parent's handle
-            self._file, self._fields, self._fd, self._offsets = None, None, None, None
-            self._file = open_file(self.path, self.mode, self.comm)
+            self._file, self._fields = None, None
+            self._file = open_file(self.path, self.mode, self.comm, validate=not self._validated)
+            self._validated = True
             self._fields = open_fields(self._file, self.cache_chunks)
-            if self.raw_chunks:
+            self._shape = tuple(self._fields.shape)
+            if self.raw_chunks and self._offsets is None:
                 self._offsets = chunk_offsets(self._fields)
-                if self._offsets is not None:
-                    self._fd = os.open(self.path, os.O_RDONLY)
             self._pid = os.getpid()
         return self._fields
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self._shape is None:
+            self.fields()
+        return self._shape
+
+    def _descriptor(self) -> int:
+        if self._fd_pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self._fd_pid = os.getpid()
+        return self._fd
+
     def read(self, run: int, t0: int, steps: int) -> np.ndarray:
         """float32 [steps, channel, lat, lon] of one run, from time index t0."""
-        dset = self.fields()
-        out = np.empty((steps, *dset.shape[2:]), dtype=np.float32)
+        if self._offsets is None or self._shape is None:
+            self.fields()
+        out = np.empty((steps, *self._shape[2:]), dtype=np.float32)
         if self._offsets is not None:
             offsets = self._offsets[run, t0:t0 + steps]
             if offsets.size == steps and np.all(offsets >= 0):
+                fd = self._descriptor()
                 for k, offset in enumerate(offsets.tolist()):
-                    if os.preadv(self._fd, [out[k]], offset) != out[k].nbytes:
+                    if os.preadv(fd, [out[k]], offset) != out[k].nbytes:
                         raise DataError(f"{self.path}: short read at byte {offset} — file truncated?")
                 return out
+        dset = self.fields()
         selection = np.s_[run, t0:t0 + steps]
         if self.mode == "collective":
             with dset.collective:
@@ -182,15 +314,15 @@ class LazyCube:
         return out
 
     def close(self) -> None:
-        if self._pid == os.getpid():
-            if self._fd is not None:
-                os.close(self._fd)
-            if self._file is not None:
-                self._file.close()
-        self._file, self._fields, self._pid, self._fd, self._offsets = None, None, None, None, None
+        if self._fd_pid == os.getpid() and self._fd is not None:
+            os.close(self._fd)
+        if self._pid == os.getpid() and self._file is not None:
+            self._file.close()
+        self._file, self._fields, self._pid, self._fd, self._fd_pid = None, None, None, None, None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        # handles, descriptors and communicators do not travel to other processes
-        state.update(_file=None, _fields=None, _pid=None, _fd=None, _offsets=None, comm=None)
+        # handles, descriptors and communicators do not travel to other processes; the offsets,
+        # the shape and the fact that the cube was validated do
+        state.update(_file=None, _fields=None, _pid=None, _fd=None, _fd_pid=None, comm=None)
         return state

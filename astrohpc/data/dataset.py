@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from astrohpc.data.cube import LazyCube, read_meta
+from astrohpc.data.cube import LazyCube, read_meta, transform_params
 from astrohpc.errors import DataError
 
 
@@ -42,19 +42,30 @@ def shard_indices(n: int, rank: int, world_size: int, shuffle: bool = False, see
 
 
 class WindowDataset(Dataset):
-    """`dataset[i]` -> {"input": [input_steps, C, lat, lon], "target": [target_steps, C, lat, lon],
-    "run": int, "t0": int}; float32 torch tensors, optionally normalised by the cube's statistics.
+    """`dataset[i]` -> a dict of float32 torch tensors (time float64):
 
-    mode: "independent" (each process opens the file itself, lazily — safe with DataLoader
-    workers) or "collective" (MPI-IO; pass `comm`; every rank must read the same number of
-    windows, in lockstep, with num_workers=0).
-    normalize: (x - mean) / std per channel from the cube's `stats` group (run `astrohpc data stats`).
-    fill_nan: value replacing NaN after normalisation (pressure levels outside the column); None keeps NaN.
+        input  [input_steps, C, lat, lon]     target [target_steps, C, lat, lon]
+        params [P]   the run's planet parameters, normalised (CubeMeta.param_normalization)
+        static [S, lat, lon]  the run's static fields (only when `static=True`)
+        time   [input_steps + target_steps]  days since the run's start
+        run, t0  ints
+
+    C: every channel, or all levels of `variables`. normalize: fields and static fields as
+    (x − mean) / std, fields with the cube's (area-weighted) statistics from its sidecar
+    (`astrohpc data stats`), static fields with their own mean/std over the runs.
+    mode: "independent" (each process opens the file itself, lazily and cheaply — safe with
+    DataLoader workers) or "collective" (MPI-IO; pass `comm`; every rank must read the same
+    number of windows, in lockstep, with num_workers=0).
+    params: names of the parameters in `params` (default: CubeMeta.param_names); a parameter
+    missing for some run is a DataError. param_norm: a saved `param_normalization()` dict (a
+    trained model's) to use instead of this cube's.
+    fill_nan: value replacing NaN after normalisation (pressure levels outside the column).
     """
 
     def __init__(self, path: str | Path, input_steps: int = 1, target_steps: int = 1, stride: int = 1, *,
                  mode: str = "independent", comm: Any = None, normalize: bool = False,
-                 fill_nan: Optional[float] = None):
+                 fill_nan: Optional[float] = None, variables: Optional[list[str]] = None,
+                 params: Optional[list[str]] = None, param_norm: Optional[dict] = None, static: bool = False):
         if input_steps < 1 or target_steps < 0 or stride < 1:
             raise DataError(f"windows need input_steps >= 1, target_steps >= 0, stride >= 1 "
                             f"(got {input_steps}, {target_steps}, {stride})")
@@ -64,26 +75,56 @@ class WindowDataset(Dataset):
         if len(self.windows) == 0:
             raise DataError(f"{path}: no window of {input_steps}+{target_steps} steps fits in any run "
                             f"(run lengths {self.meta.time_count.tolist()})")
+        self.channels = self.meta.channels_of(variables) if variables else None
         self.normalize, self.fill_nan = normalize, fill_nan
         self._mean = self._std = None
         if normalize:
             if self.meta.stats is None:
                 raise DataError(f"{path}: no statistics stored; run `astrohpc data stats {path}` before normalize=True")
             stats = self.meta.stats["fields"]
-            self._mean = stats["mean"].astype(np.float32)[:, None, None]
-            std = stats["std"].astype(np.float32)
-            self._std = np.where(std > 0, std, 1.0).astype(np.float32)[:, None, None]
+            pick = slice(None) if self.channels is None else self.channels
+            self._mean = stats["mean"][pick].astype(np.float32)[:, None, None]
+            std = stats["std"][pick].astype(np.float32)
+            # a channel without spread (or one below float32's normal range, e.g. the upper-level
+            # humidity of a cold start, ~1e-40) is centred but not scaled
+            self._std = np.where(std > np.finfo(np.float32).tiny, std, 1.0).astype(np.float32)[:, None, None]
+        self.param_norm = param_norm or self.meta.param_normalization(params)
+        names = self.param_norm["names"]
+        z = (transform_params(self.meta.param_matrix(names), names) - self.param_norm["mean"]) / self.param_norm["std"]
+        self._params = z.astype(np.float32)  # [run, P]
+        self.static_names = sorted(self.meta.static) if static else []
+        self._static = None
+        if static:
+            if not self.static_names:
+                raise DataError(f"{path}: static=True but the cube has no static fields; reconvert with "
+                                "data.static_variables (e.g. [sg, lsm])")
+            fields = np.stack([self.meta.static[n] for n in self.static_names], axis=1)  # [run, S, lat, lon]
+            if normalize:
+                mean = fields.mean(axis=(0, 2, 3), keepdims=True)
+                std = fields.std(axis=(0, 2, 3), keepdims=True)
+                fields = (fields - mean) / np.where(std > 0, std, 1.0)
+            self._static = fields.astype(np.float32)
         self.cube = LazyCube(path, mode, comm, cache_chunks=input_steps + target_steps)
+        if mode == "independent":
+            self.cube.prepare()  # validate and take chunk offsets once, before DataLoader workers start
 
     @classmethod
     def from_settings(cls, settings, path: Optional[str | Path] = None, comm: Any = None,
-                      fill_nan: Optional[float] = None) -> WindowDataset:
+                      fill_nan: Optional[float] = None, **kwargs) -> WindowDataset:
         """Build from the `data:` config section (DataSettings); `path` overrides `settings.cube`."""
         cube = path or settings.cube
         if cube is None:
             raise DataError("no cube given: set data.cube in the config or pass a path")
         return cls(cube, settings.input_steps, settings.target_steps, settings.stride, mode=settings.read_mode,
-                   comm=comm, normalize=settings.normalize, fill_nan=fill_nan)
+                   comm=comm, normalize=settings.normalize, fill_nan=fill_nan,
+                   variables=list(settings.read_variables) or None, **kwargs)
+
+    @property
+    def channel_names(self) -> list[str]:
+        """'variable' or 'variable@level' of each channel in the items, in order."""
+        picks = range(len(self.meta.variables)) if self.channels is None else self.channels
+        return [self.meta.variables[c] + ("" if np.isnan(self.meta.levels[c]) else f"@{self.meta.levels[c]:g}")
+                for c in picks]
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -92,6 +133,8 @@ class WindowDataset(Dataset):
         """float32 [input_steps + target_steps, C, lat, lon], normalised if asked."""
         run, t0 = self.windows[index]
         x = self.cube.read(int(run), int(t0), self.input_steps + self.target_steps)
+        if self.channels is not None:
+            x = x[:, self.channels]
         if self.normalize:
             x -= self._mean
             x /= self._std
@@ -101,8 +144,14 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         x = torch.from_numpy(self.read_window(index))
-        run, t0 = self.windows[index]
-        return {"input": x[: self.input_steps], "target": x[self.input_steps:], "run": int(run), "t0": int(t0)}
+        run, t0 = (int(v) for v in self.windows[index])
+        steps = self.input_steps + self.target_steps
+        item = {"input": x[: self.input_steps], "target": x[self.input_steps:], "run": run, "t0": t0,
+                "params": torch.from_numpy(self._params[run]),
+                "time": torch.from_numpy(self.meta.time_days[run, t0:t0 + steps].copy())}
+        if self._static is not None:
+            item["static"] = torch.from_numpy(self._static[run])
+        return item
 
     def close(self) -> None:
         self.cube.close()

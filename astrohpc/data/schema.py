@@ -7,12 +7,16 @@ one place it is described for code. Every writer and reader imports its names fr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from astrohpc.errors import DataError
 
 SCHEMA_NAME = "astrohpc-datacube"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+# 1.1: time in days since the run's start + the model step, static/ fields, vertical/ interfaces,
+# cube_id; statistics in a sidecar file. Older cubes are refused with "reconvert".
+READABLE_VERSIONS = ("1.1",)
 
 # fields[run, time, channel, lat, lon] float32; one chunk = one time step of one run.
 FIELDS = "fields"
@@ -26,7 +30,11 @@ LEVEL_KINDS = ("surface", "sigma", "hybrid", "pressure")
 
 # Coordinates and grid.
 LAT, LON, LAT_BNDS, AREA_WEIGHT = "lat", "lon", "lat_bnds", "area_weight"
-TIME, TIME_COUNT, TIME_UNITS = "time", "time_count", "time_units"
+TIME, TIME_COUNT = "time", "time_count"  # time: [run, time] float64 days since the run's start
+SOURCE_TIME, SOURCE_TIME_UNITS = "source_time", "source_time_units"  # as stored in the GCM files
+TIME_STEP = "time_step_s"  # [run] the GCM's integration step in seconds (NaN: unknown)
+STATIC_GROUP = "static"  # static/<name>: [run, lat, lon] float64 (surface geopotential, land mask)
+VERTICAL_GROUP = "vertical"  # sigma_half [lev+1], or hyai/hybi [lev+1] with attribute p0_Pa
 
 # Runs: parameters (one dataset per parameter, [run]) and the source-file table.
 RUN_GROUP = "runs"
@@ -35,14 +43,19 @@ RUN_NAME = "runs/name"
 SOURCES_GROUP = "sources"
 SOURCE_COLUMNS = ("run", "path", "bytes", "sha256")
 
-# Statistics (written by `astrohpc data stats`).
-STATS_GROUP = "stats"
-STATS_TMP_PREFIX = "_stats_tmp"
+# Statistics (written by `astrohpc data stats`) live in a sidecar file CUBE.stats.h5, written
+# whole to a temporary file and renamed: the cube itself is never opened for writing again.
+STATS_SUFFIX = ".stats.h5"
+STATS_SCHEMA = "astrohpc-datacube-stats"
 STATS_QUANTITIES = ("count", "mean", "std", "min", "max")
+STATS_PARTS = ("fields", "diffs")  # x, and x[t+1] - x[t] within a run
 
 CF_LAT = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north", "axis": "Y",
           "bounds": LAT_BNDS}
 CF_LON = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east", "axis": "X"}
+CF_TIME = {"standard_name": "time", "long_name": "time since the start of the run", "units": "days since run start",
+           "calendar": "none", "axis": "T"}
+CF_TIME_STEP = {"long_name": "integration time step of the GCM", "units": "s"}
 CF_AREA = {"long_name": "fraction of the sphere's area in each cell (sums to 1)", "units": "1",
            "cell_methods": "area: sum"}
 
@@ -75,6 +88,14 @@ def parse_levels(text: Optional[str]) -> LevelSpec:
     if not hpa or any(not p > 0 for p in hpa) or len(set(hpa)) != len(hpa):
         raise DataError(f"levels {text!r}: need distinct positive pressures in hPa")
     return LevelSpec("pressure", tuple(p * 100.0 for p in hpa))
+
+
+def stats_path(cube) -> Path:
+    """The statistics sidecar of `cube`: runs/cubes/x.h5 -> runs/cubes/x.stats.h5."""
+    from pathlib import Path
+
+    cube = Path(cube)
+    return cube.with_name(cube.name[: -len(cube.suffix)] + STATS_SUFFIX if cube.suffix else cube.name + STATS_SUFFIX)
 
 
 def decode_strings(values) -> list[str]:

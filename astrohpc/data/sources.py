@@ -22,6 +22,7 @@ import numpy as np
 
 from astrohpc.data import grid as grid_mod
 from astrohpc.data import vertical
+from astrohpc.data.derived import DERIVATIONS, Derivation
 from astrohpc.data.netcdf_classic import check_complete
 from astrohpc.data.schema import LevelSpec
 from astrohpc.data.settings import DataSettings
@@ -67,6 +68,7 @@ class VariablePlan:
     long_name: str
     scale: float = 1.0
     offset: float = 0.0
+    derivation: Optional[Derivation] = None  # computed from other fields (astrohpc.data.derived)
 
 
 @dataclass
@@ -85,6 +87,9 @@ class SourceInfo:
     channels: list[Channel]
     levels: LevelSpec
     notes: list[str] = field(default_factory=list)
+    static_plans: list[VariablePlan] = field(default_factory=list)  # 2-D fields stored once per run
+    sigma_half: Optional[np.ndarray] = None  # model interfaces [lev+1] when fields are on sigma levels
+    hybrid_interfaces: Optional[dict] = None  # {"hyai", "hybi", "p0_Pa"} when the file has them
 
     @property
     def n_time(self) -> int:
@@ -204,9 +209,16 @@ def inspect_source(path: Path, variables: list[str], settings: DataSettings, lev
             raise DataError(f"{where}: no (time, [lev], lat, lon) fields found; variables present: "
                             f"{', '.join(ds.variables)}")
         table = settings.variable_table
-        requested = variables or [next((k for k, v in table.items() if v == n), n) for n in available]
+        static = set(settings.static_variables)
+        requested = variables or [c for c in (next((k for k, v in table.items() if v == n), n) for n in available)
+                                  if c not in static]
+        if not variables:
+            requested += [d for d in settings.derived if d not in requested]
         plans = []
         for name in requested:
+            if name in settings.derived:
+                plans.append(_derived_plan(ds, DERIVATIONS[name], available, settings, where))
+                continue
             source_name = table.get(name, name)
             if source_name not in available:
                 hint = f" (table maps {name!r} -> {source_name!r})" if name in table else ""
@@ -237,15 +249,67 @@ def inspect_source(path: Path, variables: list[str], settings: DataSettings, lev
         if needs_ps and hybrid and "P0" not in ds.variables:
             notes.append(f"{path.name}: no P0 variable; hybrid levels use "
                          f"data.hybrid_p0_Pa = {settings.hybrid_p0_Pa} Pa")
-        time_name = _time_dim(ds, ds[plans[0].source_name])
+        static_plans = [_static_plan(ds, name, settings, lat_name, lon_name, where)
+                        for name in settings.static_variables]
+        sigma_half = None
+        sigma = next((p for p in plans if p.level_kind == "sigma"), None)
+        if sigma is not None:
+            try:
+                sigma_half = vertical.sigma_half_levels(sigma.level_values, where)
+            except DataError:
+                if any(p.derivation is not None and p.derivation.name == "zg" for p in plans):
+                    raise
+                notes.append(f"{path.name}: sigma interfaces not derivable from the full levels; none stored")
+        hybrid_interfaces = None
+        if {"hyai", "hybi"} <= set(ds.variables):
+            p0 = float(ds["P0"].values) * vertical.pressure_factor(ds["P0"].attrs.get("units", "Pa"), f"{where}: P0") \
+                if "P0" in ds.variables else settings.hybrid_p0_Pa
+            hybrid_interfaces = {"hyai": np.asarray(ds["hyai"].values, np.float64),
+                                 "hybi": np.asarray(ds["hybi"].values, np.float64), "p0_Pa": p0}
+        first = next((p.source_name for p in plans if p.derivation is None), None)
+        time_var = ds[first] if first else ds[table.get(plans[0].derivation.inputs[0], plans[0].derivation.inputs[0])]
+        time_name = _time_dim(ds, time_var)
         time = np.asarray(ds[time_name].values, np.float64) if time_name in ds.variables else \
             np.arange(ds.sizes[time_name], dtype=np.float64)
         time_units = str(ds[time_name].attrs.get("units", "")) if time_name in ds.variables else "index"
         channels = _channels(plans, levels)
         return SourceInfo(path, _detect_model(ds), lat, lon, gw, orient, time, time_units, plans, channels,
-                          levels, notes)
+                          levels, notes, static_plans, sigma_half, hybrid_interfaces)
     finally:
         ds.close()
+
+
+def _derived_plan(ds, derivation: Derivation, available: list[str], settings: DataSettings,
+                  where: str) -> VariablePlan:
+    """Plan of a derived variable: its inputs must be in the file (zg also needs a static sg)."""
+    table = settings.variable_table
+    missing = [name for name in derivation.inputs if table.get(name, name) not in ds.variables]
+    if missing:
+        raise DataError(f"{where}: derived variable {derivation.name!r} needs {', '.join(derivation.inputs)}; "
+                        f"missing {', '.join(missing)} (add them to the GCM's output variables, e.g. "
+                        "gcm.snapshot_variables, or drop it from data.derived)")
+    if derivation.levels_of is None:
+        return VariablePlan(derivation.name, f"derived:{derivation.name}", None, "surface", np.array([np.nan]), "",
+                            derivation.units, derivation.long_name, derivation=derivation)
+    var = ds[table.get(derivation.levels_of, derivation.levels_of)]
+    if var.ndim != 4:
+        raise DataError(f"{where}: derived {derivation.name!r} takes its levels from {derivation.levels_of!r}, "
+                        f"which is not a (time, lev, lat, lon) field")
+    kind, values, level_units = _vertical_kind(ds, var.dims[1], f"{where}: variable {var.name!r}", settings)
+    return VariablePlan(derivation.name, f"derived:{derivation.name}", var.dims[1], kind, values, level_units,
+                        derivation.units, derivation.long_name, derivation=derivation)
+
+
+def _static_plan(ds, name: str, settings: DataSettings, lat_name: str, lon_name: str, where: str) -> VariablePlan:
+    source_name = settings.variable_table.get(name, name)
+    if source_name not in ds.variables:
+        raise DataError(f"{where}: static variable {name!r} not found (add it to the GCM's output, e.g. "
+                        "gcm.snapshot_variables, or drop it from data.static_variables)")
+    var = ds[source_name]
+    if var.dims[-2:] != (ds[lat_name].dims[0], ds[lon_name].dims[0]) or var.ndim not in (2, 3):
+        raise DataError(f"{where}: static variable {source_name!r} has dims {var.dims}, expected ([time,] lat, lon)")
+    return VariablePlan(name, source_name, None, "surface", np.array([np.nan]), "", str(var.attrs.get("units", "")),
+                        str(var.attrs.get("long_name", var.attrs.get("standard_name", ""))))
 
 
 def _channels(plans: list[VariablePlan], levels: LevelSpec) -> list[Channel]:
@@ -278,21 +342,71 @@ def _column_pressure(ds, plan: VariablePlan, settings: DataSettings, where: str)
     return vertical.hybrid_pressure(ds["hyam"].values, ds["hybm"].values, p0, ps)
 
 
-def load_source(info: SourceInfo, settings: DataSettings) -> np.ndarray:
-    """Read, validate and orient every channel: float32 [time, channel, lat, lon], south->north, 0-360."""
+def _read_values(ds, name: str, where: str) -> np.ndarray:
+    var = ds[name]
+    try:
+        values = np.asarray(var.values)
+    except Exception as exc:
+        raise DataError(f"{where}: values cannot be read — truncated or corrupt file? ({exc})") from None
+    check_finite(values, where, var.dims)
+    return values
+
+
+def _derive(ds, info: SourceInfo, plan: VariablePlan, settings: DataSettings, constants: dict) -> np.ndarray:
+    derivation = plan.derivation
+    missing = [c for c in derivation.constants if not isinstance(constants.get(c), (int, float))]
+    if missing:
+        raise DataError(f"{info.path}: derived {derivation.name!r} needs the planet's {', '.join(missing)} "
+                        "(from the run's summary.json, or run_params when converting plain files)")
+    table = settings.variable_table
+    inputs = {name: _read_values(ds, table.get(name, name), f"{info.path}: variable {table.get(name, name)!r}")
+              .astype(np.float64) for name in derivation.inputs}
+    return derivation.compute(inputs, constants, info.sigma_half, f"{info.path}: derived {derivation.name!r}")
+
+
+def load_static(info: SourceInfo, tolerance: float = 1e-6) -> dict[str, np.ndarray]:
+    """The static fields of a file: name -> float64 [lat, lon] (first record), south->north, 0-360.
+
+    DataError when a "static" field changes between records by more than `tolerance` (relative
+    to its largest magnitude): then it is not static and belongs in `data.variables`.
+    """
+    if not info.static_plans:
+        return {}
+    ds = open_netcdf(info.path)
+    try:
+        out = {}
+        for plan in info.static_plans:
+            where = f"{info.path}: static variable {plan.source_name!r}"
+            values = _read_values(ds, plan.source_name, where).astype(np.float64)
+            if values.ndim == 3:
+                spread = float(np.max(np.abs(values - values[:1]))) if values.shape[0] > 1 else 0.0
+                if spread > tolerance * max(1.0, float(np.max(np.abs(values)))):
+                    raise DataError(f"{where}: changes by up to {spread:.3g} between records, so it is not static; "
+                                    "list it under data.variables instead of data.static_variables")
+                values = values[0]
+            out[plan.variable] = info.orient.apply(values)
+        return out
+    finally:
+        ds.close()
+
+
+def load_source(info: SourceInfo, settings: DataSettings, constants: Optional[dict] = None) -> np.ndarray:
+    """Read, validate and orient every channel: float32 [time, channel, lat, lon], south->north, 0-360.
+
+    constants: the run's planet parameters, for derived variables that need them (zg: R, g).
+    """
     ds = open_netcdf(info.path)
     try:
         parts = []
         for plan in info.plans:
-            var = ds[plan.source_name]
-            where = f"{info.path}: variable {plan.source_name!r}"
-            try:
-                values = np.asarray(var.values)
-            except Exception as exc:
-                raise DataError(f"{where}: values cannot be read — truncated or corrupt file? ({exc})") from None
-            check_finite(values, where, var.dims)
-            values = values.astype(np.float64) * plan.scale + plan.offset if (plan.scale, plan.offset) != (1.0, 0.0) \
-                else values
+            if plan.derivation is not None:
+                values = _derive(ds, info, plan, settings, constants or {})
+                where = f"{info.path}: derived {plan.variable!r}"
+            else:
+                where = f"{info.path}: variable {plan.source_name!r}"
+                values = _read_values(ds, plan.source_name, where)
+                values = values.astype(np.float64) * plan.scale + plan.offset \
+                    if (plan.scale, plan.offset) != (1.0, 0.0) else values
             if plan.level_kind == "surface":
                 parts.append(values[:, None])
             elif info.levels.kind == "pressure":

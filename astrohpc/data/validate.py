@@ -65,9 +65,12 @@ def check_cube(f, path: Path) -> None:
         raise DataError(f"{path}: not an astrohpc datacube (no schema attribute); "
                         "make one with `astrohpc data convert`")
     version = str(attrs.get("schema_version"))
-    if version.split(".")[0] != schema.SCHEMA_VERSION.split(".")[0]:
-        raise DataError(f"{path}: datacube schema {version}, this astrohpc reads {schema.SCHEMA_VERSION}; reconvert")
-    for name in (schema.FIELDS, schema.LAT, schema.LON, schema.TIME, schema.TIME_COUNT, schema.CHANNEL_GROUP):
+    if version not in schema.READABLE_VERSIONS:
+        raise DataError(f"{path}: datacube schema {version}, this astrohpc reads {', '.join(schema.READABLE_VERSIONS)} "
+                        "(time in days, static fields, run parameters); reconvert it from the GCM output with "
+                        "`astrohpc data convert` (or `astrohpc gcm aggregate SWEEP_DIR`)")
+    for name in (schema.FIELDS, schema.LAT, schema.LON, schema.TIME, schema.TIME_COUNT, schema.TIME_STEP,
+                 schema.AREA_WEIGHT, schema.RUN_NAME, schema.CHANNEL_GROUP):
         if name not in f:
             raise DataError(f"{path}: missing '{name}' — incomplete or damaged cube; reconvert")
     fields = f[schema.FIELDS]

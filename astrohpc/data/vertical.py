@@ -68,3 +68,22 @@ def interp_log_pressure(values: np.ndarray, pressure: np.ndarray, targets: np.nd
         column = v_lo + frac * (v_hi - v_lo)
         out[..., k, :, :] = np.where(inside, column, np.nan)[..., 0, :, :]
     return out
+
+
+def sigma_half_levels(sigma_full: np.ndarray, where: str = "") -> np.ndarray:
+    """Interfaces σ_{k+1/2} [lev+1] (top 0 -> bottom 1) of full levels that are their midpoints.
+
+    PlaSim/ExoPlaSim define σ_k = (σ_{k-1/2} + σ_{k+1/2}) / 2 with σ_{1/2} = 0 (plasim.f90), so
+    the interfaces follow from the full levels by recursion; the files' own `levp` is not the
+    model's interfaces. Float32 levels give interfaces to ~1e-6; the bottom one is set to 1.
+    """
+    full = np.asarray(sigma_full, dtype=np.float64)
+    half = np.zeros(full.size + 1)
+    for k, s in enumerate(full):
+        half[k + 1] = 2.0 * s - half[k]
+    if not np.all(np.diff(half) > 0) or abs(half[-1] - 1.0) > 1e-4:
+        raise DataError(f"{where}: sigma levels {np.round(full, 5).tolist()} are not the midpoints of interfaces "
+                        f"from 0 to 1 (recursion ends at {half[-1]:.6f}); cannot derive half levels — "
+                        "store hybrid interfaces (hyai/hybi) or use a model with PlaSim's vertical grid")
+    half[-1] = 1.0
+    return half

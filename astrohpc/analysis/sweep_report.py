@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from astrohpc.analysis.cube_means import global_mean_series
+from astrohpc.analysis.equilibrium import equilibrium_rows
 from astrohpc.analysis.markdown import MarkdownReport
 from astrohpc.data import schema
 from astrohpc.data.cube import open_file, read_meta
@@ -130,6 +131,23 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, bench_files: 
         final_ts = {name: float(v) for name, v in zip(names, final)}
     report.heading("Runs")
     report.table(run_rows(sweep_dir, manifest, final_ts))
+    if cube is not None and cube.is_file():
+        report.heading("Distance from equilibrium (last 10 days of each run)", 3)
+        means = sweep_dir / manifest["datacube_means"]["path"] \
+            if (manifest.get("datacube_means") or {}).get("path") else None
+        try:
+            rows = equilibrium_rows(cube, 10.0, means if means is not None and means.is_file() else None)
+        except DataError as exc:
+            report.paragraph(f"Not computed: {exc}")
+        else:
+            report.table(rows)
+            worst = max(rows, key=lambda row: abs(row["toa_imbalance_W_m2"]))
+            report.paragraph(
+                "Global-mean net TOA flux (positive: the planet still takes up energy) averaged over the last "
+                f"10 days{' of 5-day means' if means is not None else ''}, and the linear trend of global-mean "
+                f"surface temperature over the same days. Largest imbalance: {worst['toa_imbalance_W_m2']:.2f} "
+                f"W m-2 ({worst['run']}). A run in equilibrium has both near zero; ExoPlaSim's slab ocean takes "
+                "decades to settle, so these short branches are still adjusting.")
 
     report.heading("Datacube")
     if series is None:

@@ -2,8 +2,8 @@
 
 Each task is "finished" (summary.json says so), "failed" (summary.json says so, or its Slurm
 log shows an error: killed, out of memory, time limit) with a reason, or "missing" (no trace:
-never ran, or still running). Finished runs are then converted into one HDF5 datacube when
-the data layer provides `astrohpc.data.convert.convert_run_dirs`.
+never ran, or still running). Finished runs are then converted into two HDF5 datacubes with the
+sweep's `data:` settings: daily snapshots (`datacube.h5`) and interval means (`datacube_means.h5`).
 """
 
 from __future__ import annotations
@@ -78,21 +78,35 @@ def task_entry(sweep_dir: Path, task: dict) -> dict[str, Any]:
     return entry
 
 
-def convert_finished(run_dirs: list[Path], output: Path) -> dict[str, Any]:
-    """Convert finished runs into one HDF5 datacube if the data layer offers it; say what happened."""
-    try:
-        from astrohpc.data import convert
-    except ImportError:
-        return {"converted": False, "reason": "astrohpc.data.convert is not available"}
-    if not hasattr(convert, "convert_run_dirs"):
-        return {"converted": False, "reason": "astrohpc.data.convert has no convert_run_dirs"}
+REPO_DATA_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "data" / "exoplasim.yaml"
+DATACUBES = {"snapshots": DATACUBE, "means": "datacube_means.h5"}
+
+
+def sweep_data_settings(table: dict) -> tuple[Any, str]:
+    """The `data:` settings aggregation converts with, and where they came from: the sweep's own
+    `data:` section, or configs/data/exoplasim.yaml when the sweep left it at the bare defaults."""
+    from astrohpc.config import Config, from_dict, load_config
+    from astrohpc.data.settings import DataSettings
+
+    base = from_dict(Config, table["base_config"], source="tasks.json")
+    if base.data != DataSettings() or not REPO_DATA_CONFIG.is_file():
+        return base.data, "the sweep config's data: section"
+    return load_config(REPO_DATA_CONFIG).data, str(REPO_DATA_CONFIG)
+
+
+def convert_finished(run_dirs: list[Path], output: Path, settings: Any = None, kind: str = "snapshots"
+                     ) -> dict[str, Any]:
+    """Convert finished runs into one HDF5 datacube; say what happened. `path` in the result is
+    relative to the sweep folder (the cube's own folder), so a moved or relative sweep still finds it."""
+    from astrohpc.data.convert import convert_run_dirs
+
     if not run_dirs:
         return {"converted": False, "reason": "no finished runs"}
     try:
-        path = convert.convert_run_dirs(run_dirs, output, kind="snapshots")
+        path = convert_run_dirs(run_dirs, output, kind=kind, settings=settings)
     except Exception as exc:  # the manifest must be written even when conversion fails
         return {"converted": False, "reason": f"{type(exc).__name__}: {exc}"}
-    return {"converted": True, "path": str(path)}
+    return {"converted": True, "path": Path(path).name, "kind": kind}
 
 
 def aggregate(sweep_dir: str | Path, convert: bool = True) -> dict[str, Any]:
@@ -107,8 +121,14 @@ def aggregate(sweep_dir: str | Path, convert: bool = True) -> dict[str, Any]:
         spinup = {"run_dir": SPINUP_DIR, "status": (summary or {}).get("status", "missing"),
                   "reason": (summary or {}).get("reason")}
     finished_dirs = [sweep_dir / t["run_dir"] for t in tasks if t["status"] == FINISHED]
-    datacube = (convert_finished(finished_dirs, sweep_dir / DATACUBE) if convert
-                else {"converted": False, "reason": "conversion not requested"})
+    cubes: dict[str, Any] = {}
+    data_source = None
+    if convert:
+        settings, data_source = sweep_data_settings(table)
+        for kind, name in DATACUBES.items():
+            cubes[kind] = convert_finished(finished_dirs, sweep_dir / name, settings, kind)
+    else:
+        cubes = {kind: {"converted": False, "reason": "conversion not requested"} for kind in DATACUBES}
     manifest = {
         "sweep_dir": str(sweep_dir),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -116,7 +136,9 @@ def aggregate(sweep_dir: str | Path, convert: bool = True) -> dict[str, Any]:
         "complete": counts[FINISHED] == len(tasks),
         "spinup": spinup,
         "tasks": tasks,
-        "datacube": datacube,
+        "datacube": cubes["snapshots"],  # daily snapshots: the training cube
+        "datacube_means": cubes["means"],  # means over gcm.means_interval_days
+        "data_settings": data_source,
         "provenance": collect(),
     }
     write_json(sweep_dir / MANIFEST, manifest)

@@ -6,11 +6,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
 # CMIP-style names understood by ExoPlaSim's postprocessor (pyburn).
-MEANS_VARIABLES = ("ts", "tas", "ps", "pr", "clt", "rlut", "rsut", "rst", "ntr", "hfls", "hfss", "sic",
-                   "alb", "prw", "ta", "ua", "va", "wap", "hus", "hur", "cl", "zg")
+# Fluxes (PlaSim: positive downward; averaged over the record's interval in the means file,
+# instantaneous in snapshots): rst/rsut/rlut/ntr at the top, rss/rls/hfss/hfls at the surface.
+# sg and lsm are static (stored once per run in the cube). zg is not requested: pyburn's is wrong
+# (see astrohpc/data/derived.py), the cube derives it hydrostatically.
+MEANS_VARIABLES = ("ts", "tas", "ps", "pr", "clt", "rlut", "rsut", "rst", "ntr", "hfls", "hfss", "rss", "rls",
+                   "sic", "alb", "prw", "ta", "ua", "va", "wap", "hus", "hur", "cl", "sg", "lsm")
 # Resolutions ExoPlaSim compiles (spectral truncation -> wave number).
 SPECTRAL_TRUNCATIONS = {"T21": 21, "T42": 42, "T63": 63, "T85": 85, "T106": 106, "T127": 127, "T170": 170}
-SNAPSHOT_VARIABLES = ("ts", "tas", "ps", "pr", "ta", "ua", "va", "hus")
+SNAPSHOT_VARIABLES = ("ts", "tas", "ps", "pr", "prw", "sic", "rst", "rsut", "rlut", "ntr", "hfss", "hfls", "rss",
+                      "rls", "ta", "ua", "va", "hus", "wap", "sg", "lsm")
 
 
 def check_build_settings(resolution: str, levels: int, ncpus: int, precision: int) -> None:

@@ -108,9 +108,11 @@ def load_table(sweep_dir: str | Path) -> dict:
 
 
 def spinup_config(table: dict, sweep_dir: Path) -> Config:
+    """The spin-up's config: the sweep's base point, `spinup_days` long, keeping its restart file;
+    no daily snapshots (the means show how far it got towards equilibrium)."""
     base = dict(table["base_config"])
     base["gcm"] = {**base["gcm"], "days": table["spinup_days"], "years": None, "keep_restart": True,
-                   "restart_file": None}
+                   "restart_file": None, "snapshot_interval_days": 0}
     return from_dict(Config, base, source=f"{sweep_dir / TASKS} (spin-up)")
 
 
@@ -155,12 +157,26 @@ def run_task(sweep_dir: str | Path, index: int) -> dict:
 
 
 def run_spinup(sweep_dir: str | Path) -> dict:
-    """Run the sweep's spin-up (skipped if finished)."""
+    """Run the sweep's spin-up: skipped if finished, copied from the spin-up cache when the same
+    spin-up ran before on this machine (astrohpc/gcm/spinup_cache.py)."""
     sweep_dir = Path(sweep_dir)
     table = load_table(sweep_dir)
     if not table.get("spinup_days"):
         raise GCMError(f"{sweep_dir}: this sweep has no spin-up (sweep.spinup_days is 0)")
-    return run_simulation(spinup_config(table, sweep_dir), sweep_dir / SPINUP_DIR, point={"spinup": True})
+    cfg = spinup_config(table, sweep_dir)
+    run_dir = sweep_dir / SPINUP_DIR
+    if is_finished(run_dir):
+        return read_summary(run_dir)
+    from astrohpc.gcm import spinup_cache
+    from astrohpc.gcm.build import exoplasim_version
+
+    key = spinup_cache.spinup_key(cfg, exoplasim_version())
+    summary = spinup_cache.restore(key, run_dir)
+    if summary is not None:
+        return summary
+    summary = run_simulation(cfg, run_dir, point={"spinup": True})
+    spinup_cache.store(key, run_dir)
+    return summary
 
 
 def unfinished_tasks(sweep_dir: Path, table: Optional[dict] = None) -> list[int]:

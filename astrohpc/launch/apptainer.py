@@ -52,4 +52,38 @@ def check_definition(path: str | Path) -> dict[str, str]:
         raise AstrohpcError(f"{path}: unknown bootstrap agent {bootstrap!r}; one of {', '.join(sorted(BOOTSTRAPS))}")
     if bootstrap not in ("scratch",) and not header.get("from"):
         raise AstrohpcError(f"{path}: 'Bootstrap: {bootstrap}' needs a 'From:' line (e.g. From: debian:bookworm-slim)")
+    check_cache_location(path, section_bodies(path))
     return {"bootstrap": bootstrap, "from": header.get("from", ""), "sections": ",".join(sections)}
+
+
+def section_bodies(path: str | Path) -> dict[str, str]:
+    """The text of each %section of a definition file (lines after its header line)."""
+    bodies: dict[str, list[str]] = {}
+    current = None
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^%(\w+)", line)
+        if match:
+            current = match.group(1)
+            bodies.setdefault(current, [])
+        elif current is not None:
+            bodies[current].append(line)
+    return {name: "\n".join(lines) for name, lines in bodies.items()}
+
+
+def exported(body: str, name: str) -> str | None:
+    """The value `export NAME=value` gives in a shell section (the last one), unquoted; None if none."""
+    values = re.findall(rf"^\s*export\s+(?:\w+=\S*\s+)*{name}=(\S+)", body, flags=re.MULTILINE)
+    return values[-1].strip("'\"") if values else None
+
+
+def check_cache_location(path: str | Path, bodies: dict[str, str]) -> None:
+    """An image that compiles the GCM in %post must export the same ASTROHPC_CACHE in %post and
+    %environment: the build lands in the build user's ~/.cache otherwise, where jobs never look."""
+    post = bodies.get("post", "")
+    if "gcm build" not in post:
+        return
+    at_build, at_run = exported(post, "ASTROHPC_CACHE"), exported(bodies.get("environment", ""), "ASTROHPC_CACHE")
+    if at_build is None or at_build != at_run:
+        raise AstrohpcError(f"{path}: %post compiles the GCM (astrohpc gcm build) with ASTROHPC_CACHE={at_build} but "
+                            f"%environment sets ASTROHPC_CACHE={at_run}: jobs in the image would not find the build; "
+                            "export the same path (inside the image, e.g. /opt/astrohpc/cache) in both sections")

@@ -51,9 +51,15 @@ def test_invalid_values_fail_only_their_task():
     assert "instellation_W_m2 must be >= 0" in plan.tasks[1]["invalid"]
 
 
-def test_demo_config_is_eight_30_day_runs():
+def test_demo_config_is_eight_30_day_runs_branched_from_a_year_of_spin_up():
     cfg = load_config(DEMO_CONFIG)
     plan = plan_sweep(cfg)
-    assert len(plan.tasks) == 8 and cfg.gcm.days == 30
-    assert {k for t in plan.tasks for k in t["point"]} == {
-        "planet.rotation_period_days", "planet.instellation_W_m2", "planet.pCO2_bar"}
+    assert len(plan.tasks) == 8 and cfg.gcm.days == 30 and cfg.sweep.spinup_days >= 360
+    assert {k for t in plan.tasks for k in t["point"]} == {"planet.rotation_period_days", "planet.instellation_W_m2"}
+    # eight distinct planets (no two runs share a parameter value), inside the stated ranges
+    periods = [t["point"]["planet.rotation_period_days"] for t in plan.tasks]
+    fluxes = [t["point"]["planet.instellation_W_m2"] for t in plan.tasks]
+    assert len(set(periods)) == len(set(fluxes)) == 8
+    assert 1.0 <= min(periods) and max(periods) <= 10.0 and 1100.0 <= min(fluxes) and max(fluxes) <= 1450.0
+    # the cube holds what the physics needs
+    assert {"rsdt", "rlut", "hfss", "zg"} <= set(cfg.data.variables) and cfg.data.static_variables == ["sg", "lsm"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from tests_gcm_paths import SMOKE_CONFIG
@@ -49,7 +50,8 @@ def test_local_sweep_keeps_the_good_task_and_says_why_the_bad_one_failed(tmp_pat
 
 
 @pytest.mark.exoplasim
-def test_spinup_mode_branches_every_task_from_one_restart(tmp_path, smoke_gcm_run):
+def test_spinup_mode_branches_every_task_from_one_restart(tmp_path, smoke_gcm_run, monkeypatch):
+    monkeypatch.setenv("ASTROHPC_SPINUP_CACHE", str(tmp_path / "spinup-cache"))
     cfg, plan = _sweep(tmp_path, "sweep.spinup_days=5", "sweep.points=[{planet.instellation_W_m2: 1300}]")
     results = list(run_local(plan.sweep_dir, workers=1))
     assert results == [(-1, "finished", None), (0, "finished", None)]
@@ -81,3 +83,55 @@ def test_a_task_that_never_ran_is_missing(tmp_path):
 def test_reason_from_a_task_log(log, reason):
     found = reason_from_log(log)
     assert (found is None) if reason is None else (reason in found)
+
+
+@pytest.mark.exoplasim
+def test_a_second_sweep_with_the_same_spinup_takes_it_from_the_cache(tmp_path, smoke_gcm_run, monkeypatch):
+    monkeypatch.setenv("ASTROHPC_SPINUP_CACHE", str(tmp_path / "spinup-cache"))
+    from astrohpc.gcm.sweep import run_spinup
+
+    summaries = []
+    for name in ("first", "second"):
+        cfg = load_config(SMOKE_CONFIG, [f"run.root={tmp_path}", f"run.name={name}", "sweep.design=list",
+                                         "sweep.points=[{planet.instellation_W_m2: 1300}]", "sweep.spinup_days=2",
+                                         "gcm.means_interval_days=1"])
+        plan = plan_sweep(cfg)
+        write_plan(plan, cfg)
+        summaries.append(run_spinup(plan.sweep_dir))
+    first, second = tmp_path / "first" / "spinup", tmp_path / "second" / "spinup"
+    assert not (first / "restored_from_cache.json").exists() and (second / "restored_from_cache.json").is_file()
+    # the same run (bit-reproducible model): identical restart file, and the summary of the run that made it
+    assert summaries[0]["files"] == summaries[1]["files"]
+    restart = Path("output") / "exoplasim_restart"
+    assert (first / restart).read_bytes() == (second / restart).read_bytes()
+    # a spin-up writes no daily snapshots
+    assert {f["kind"] for f in summaries[0]["files"]} == {"means", "restart"}
+
+
+@pytest.mark.exoplasim
+def test_aggregation_converts_with_the_sweeps_data_settings_and_a_relative_root(tmp_path, smoke_gcm_run,
+                                                                                monkeypatch):
+    """A smoke-size sweep run from a relative run.root: both cubes hold the physics variables of
+    configs/data/exoplasim.yaml, and the report finds them (the path is not joined twice)."""
+    from astrohpc.analysis.sweep_report import build_sweep_report
+    from astrohpc.data.cube import read_meta
+
+    monkeypatch.chdir(tmp_path)
+    points = "[{planet.instellation_W_m2: 1250}, {planet.instellation_W_m2: 1400}]"
+    cfg = load_config(SMOKE_CONFIG, ["run.root=rel/runs", "run.name=sw", "sweep.design=list", "gcm.days=5",
+                                     f"sweep.points={points}"])
+    plan = plan_sweep(cfg)
+    write_plan(plan, cfg)
+    assert [r[1] for r in run_local(plan.sweep_dir, workers=2)] == ["finished", "finished"]
+    manifest = aggregate(plan.sweep_dir)
+    assert manifest["datacube"] == {"converted": True, "path": "datacube.h5", "kind": "snapshots"}
+    assert manifest["datacube_means"]["converted"], manifest["datacube_means"]
+    wanted = set(load_config(SMOKE_CONFIG).data.variables)
+    for name, steps in (("datacube.h5", 5), ("datacube_means.h5", 1)):
+        meta = read_meta(plan.sweep_dir / name)
+        assert set(meta.variables) == wanted and set(meta.static) == {"sg", "lsm"}
+        assert meta.shape[:2] == (2, steps)
+        assert meta.params["instellation_W_m2"].tolist() == [1250.0, 1400.0]
+    report = build_sweep_report(plan.sweep_dir, tmp_path / "report")
+    text = report.read_text()
+    assert "No datacube was written" not in text and "Distance from equilibrium" in text

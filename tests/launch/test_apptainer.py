@@ -33,3 +33,21 @@ def test_bad_definitions(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(AstrohpcError, match=match):
         check_definition(path)
+
+
+def test_project_definition_builds_the_gcm_where_jobs_look():
+    from astrohpc.launch.apptainer import exported, section_bodies
+
+    bodies = section_bodies(REPO / "Apptainer.def")
+    at_build, at_run = exported(bodies["post"], "ASTROHPC_CACHE"), exported(bodies["environment"], "ASTROHPC_CACHE")
+    assert at_build == at_run == "/opt/astrohpc/cache"
+    # the export comes before the compile in %post
+    assert bodies["post"].index("ASTROHPC_CACHE") < bodies["post"].index("gcm build")
+
+
+def test_a_build_cache_jobs_cannot_find_is_refused(tmp_path):
+    path = tmp_path / "cache.def"
+    path.write_text("Bootstrap: docker\nFrom: debian\n%environment\n  export PATH=/x:$PATH\n"
+                    "%post\n  astrohpc gcm build\n")
+    with pytest.raises(AstrohpcError, match="jobs in the image would not find the build"):
+        check_definition(path)

@@ -1,4 +1,11 @@
-"""Shared pytest set-up: markers that skip cleanly when a real component is absent."""
+"""Shared pytest set-up: markers that skip cleanly when a real component is absent.
+
+`shared`: the test reads real GCM files written by others in ../shared/data/real (checks
+against outside files: CAM grids and hybrid levels, NCAR sample values). Everything else in
+the data layer runs on cubes the suite makes from the cached ExoPlaSim smoke run
+(tests/gcm_smoke_fixture.py), so a fresh clone without ../shared skips only these.
+Set ASTROHPC_NO_SHARED=1 to run as such a clone would (../shared treated as absent).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +18,15 @@ import pytest
 
 # The session-wide ExoPlaSim smoke run (builds the model once); tests/ is on sys.path under
 # pytest's default import mode, so the module imports by its own name.
-from gcm_smoke_fixture import smoke_gcm_run  # noqa: F401
+from gcm_smoke_fixture import smoke_gcm_run, smoke_gcm_runs  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REAL = REPO.parent / "shared" / "data" / "real"
+
+
+def shared_is_present() -> bool:
+    """../shared/data/real exists and ASTROHPC_NO_SHARED does not ask to pretend otherwise."""
+    return SHARED_REAL.is_dir() and os.environ.get("ASTROHPC_NO_SHARED", "") in ("", "0")
 
 
 def slurm_is_up() -> bool:
@@ -26,6 +38,9 @@ def slurm_is_up() -> bool:
 
 def pytest_collection_modifyitems(config, items):
     slurm_up = None
+    shared_present = shared_is_present()
+    shared_reason = (f"{SHARED_REAL} absent (a fresh clone without ../shared)" if not SHARED_REAL.is_dir()
+                     else "ASTROHPC_NO_SHARED set: ../shared treated as absent")
     for item in items:
         if "slurm" in item.keywords:
             if slurm_up is None:
@@ -34,13 +49,16 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(
                     reason="no Slurm controller: run 'tools/local-slurm.sh start' and export its SLURM_CONF "
                            "(make test does both)"))
-        if "shared" in item.keywords and not SHARED_REAL.is_dir():
-            item.add_marker(pytest.mark.skip(reason=f"{SHARED_REAL} absent (a fresh clone without ../shared)"))
+        if "shared" in item.keywords and not shared_present:
+            item.add_marker(pytest.mark.skip(reason=shared_reason))
 
 
 @pytest.fixture
-def shared_real() -> Path:
-    """The folder of real GCM files written by others (tests using it carry @pytest.mark.shared)."""
+def shared_real(request) -> Path:
+    """The folder of real GCM files written by others; only for tests marked @pytest.mark.shared
+    (an unmarked test would fail in every clone without ../shared)."""
+    if request.node.get_closest_marker("shared") is None:
+        pytest.fail(f"{request.node.nodeid} reads ../shared but is not marked @pytest.mark.shared")
     return SHARED_REAL
 
 

@@ -1,12 +1,11 @@
-"""Fixtures for the data-layer tests: real GCM files by others, and cubes converted from them."""
+"""Fixtures for the data-layer tests: cubes converted from the cached ExoPlaSim smoke runs, and
+the real GCM files written by others (../shared, for checks against outside files only)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-GEOCAT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "earth" / "geocat"
 
 
 @pytest.fixture
@@ -16,12 +15,10 @@ def geocat(shared_real) -> Path:
 
 
 @pytest.fixture(scope="session")
-def b003_two_run_cube(tmp_path_factory) -> Path:
-    """b003 surface temperature (100 annual means, T42) converted twice: a 2-run cube."""
-    from astrohpc.data.convert import convert
+def smoke_cube(smoke_gcm_runs, tmp_path_factory) -> Path:
+    """The two smoke runs (1361 and 1300 W m-2) converted by the project's converter: fields
+    [2 runs, 5 daily snapshots, 44+ channels, 32 lat (south -> north), 64 lon]. Read-only:
+    a test that writes statistics works on a copy."""
+    from astrohpc.data.convert import convert_run_dirs
 
-    if not GEOCAT.is_dir():
-        pytest.skip(f"{GEOCAT} absent")
-    out = tmp_path_factory.mktemp("cube") / "b003x2.h5"
-    src = GEOCAT / "b003_TS_200-299.nc"
-    return convert([src, src], out, run_params=[{"instellation_W_m2": 1361.0}, {"instellation_W_m2": 1300.0}])
+    return convert_run_dirs(smoke_gcm_runs, tmp_path_factory.mktemp("cube") / "smoke.h5", kind="snapshots")

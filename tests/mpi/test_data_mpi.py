@@ -1,18 +1,21 @@
 """The data layer under `mpirun -n 2`: parallel statistics, collective/independent reads, shards,
-and a 2-rank DDP training-loop smoke over the Dataset."""
+and a 2-rank DDP training-loop smoke over the Dataset.
+
+Cube: the two cached ExoPlaSim smoke runs (tests/gcm_smoke_fixture.py), converted by rank 0.
+ExoPlaSim never runs inside these mpirun-launched processes: rank 0 uses the runs the serial
+suite cached, or makes them in a subprocess without the launcher's environment.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.shared, pytest.mark.timeout(300)]
-
-SHARED_REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
-B003 = SHARED_REAL / "earth" / "geocat" / "b003_TS_200-299.nc"
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +25,43 @@ def comm():
     return MPI.COMM_WORLD
 
 
+def on_rank0(comm, make):
+    """`make()` on rank 0, its result on every rank; an error on rank 0 fails every rank
+    (instead of leaving the others waiting in bcast)."""
+    result, error = None, None
+    if comm.rank == 0:
+        try:
+            result = make()
+        except Exception as exc:  # reported on every rank below
+            error = f"{type(exc).__name__}: {exc}"
+    result, error = comm.bcast((result, error), root=0)
+    if error:
+        pytest.fail(f"rank 0: {error}")
+    return result
+
+
 @pytest.fixture(scope="module")
 def cube(comm, tmp_path_factory) -> Path:
-    """A 2-run cube from the real b003 file, written by rank 0 and shared by path."""
-    from astrohpc.data.convert import convert
+    """The two smoke runs (1361 and 1300 W m-2) as one cube, written by rank 0, shared by path."""
+    def make() -> str:
+        from gcm_smoke_fixture import DIMMER, cached_smoke_run_outside_mpi
 
-    path = None
-    if comm.rank == 0:
-        path = str(convert([B003, B003], tmp_path_factory.mktemp("mpicube") / "cube.h5"))
-    path = comm.bcast(path, root=0)
-    return Path(path)
+        from astrohpc.data.convert import convert_run_dirs
+
+        runs = [cached_smoke_run_outside_mpi(), cached_smoke_run_outside_mpi(DIMMER)]
+        return str(convert_run_dirs(runs, tmp_path_factory.mktemp("mpicube") / "cube.h5", kind="snapshots"))
+
+    return Path(on_rank0(comm, make))
+
+
+@pytest.fixture(scope="module")
+def cube_with_stats(comm, cube, tmp_path_factory) -> Path:
+    """A copy of `cube` with statistics computed by both ranks and stored by rank 0."""
+    from astrohpc.data.stats import run_stats
+
+    path = Path(on_rank0(comm, lambda: str(shutil.copy(cube, tmp_path_factory.mktemp("st") / "c.h5"))))
+    run_stats(path, comm)
+    return path
 
 
 def test_parallel_stats_equal_serial(comm, cube):
@@ -49,21 +79,16 @@ def test_parallel_stats_equal_serial(comm, cube):
     np.testing.assert_array_equal(gathered[0], gathered[1])
 
 
-def test_stats_cli_under_mpi_stores_the_result(comm, cube, tmp_path_factory):
-    import shutil
+def test_stats_under_mpi_are_stored_for_every_reader(comm, cube, cube_with_stats):
+    from astrohpc.data.cube import read_meta
+    from astrohpc.data.stats import compute_stats
 
-    import h5py
-
-    from astrohpc.data.stats import compute_stats, run_stats
-
-    path = comm.bcast(str(tmp_path_factory.mktemp("st") / "c.h5") if comm.rank == 0 else None, root=0)
-    if comm.rank == 0:
-        shutil.copy(cube, path)
-    comm.Barrier()
-    run_stats(path, comm)
-    with h5py.File(path, "r", locking=False) as f:
-        stored = f["stats/fields/std"][()]
-    np.testing.assert_allclose(stored, compute_stats(cube, None)["fields"]["std"], rtol=1e-12)
+    stored = read_meta(cube_with_stats).stats  # every rank reads the sidecar rank 0 wrote
+    serial = compute_stats(cube, None)
+    assert stored["weighting"] == serial["weighting"] == "area"
+    np.testing.assert_allclose(stored["fields"]["std"], serial["fields"]["std"], rtol=1e-12)
+    np.testing.assert_allclose(stored["runs"]["diffs"]["mean"], serial["runs"]["diffs"]["mean"], rtol=1e-12,
+                               atol=1e-12 * np.nanmax(np.abs(serial["diffs"]["max"])))
 
 
 @pytest.mark.parametrize("mode", ["independent", "collective"])
@@ -73,20 +98,22 @@ def test_reads_equal_serial_reads_on_disjoint_shards(comm, cube, mode):
     from astrohpc.data.dataset import WindowDataset, shard_indices
 
     ds = WindowDataset(cube, input_steps=2, target_steps=1, mode=mode, comm=comm)
+    assert len(ds) == 2 * 3  # two runs of 5 steps; windows never cross a run's end
     mine = shard_indices(len(ds), comm.rank, comm.size, shuffle=True, seed=1)
     everyone = comm.allgather(mine)
     assert not set(everyone[0]) & set(everyone[1])
     assert len(everyone[0]) == len(everyone[1]) == len(ds) // 2
     with h5py.File(cube, "r", locking=False) as f:
-        for i in mine[:40]:  # collective: both ranks read the same number of windows, in lockstep
+        for i in mine:  # collective: both ranks read the same number of windows, in lockstep
             sample = ds[i]
             run, t0 = ds.windows[i]
             np.testing.assert_array_equal(sample["input"].numpy(), f["fields"][run, t0:t0 + 2])
             np.testing.assert_array_equal(sample["target"].numpy(), f["fields"][run, t0 + 2:t0 + 3])
+            np.testing.assert_array_equal(sample["time"].numpy(), ds.meta.time_days[run, t0:t0 + 3])
     ds.close()
 
 
-def test_training_loop_smoke_two_ranks(comm, cube):
+def test_training_loop_smoke_two_ranks(comm, cube_with_stats):
     """DDP (gloo) over 2 ranks, each reading its own shard; a few steps, finite loss, equal weights."""
     import torch
     import torch.distributed as dist
@@ -100,21 +127,20 @@ def test_training_loop_smoke_two_ranks(comm, cube):
     os.environ["MASTER_PORT"] = str(port)
     dist.init_process_group("gloo", rank=comm.rank, world_size=comm.size)
     try:
-        ds = WindowDataset(cube, input_steps=1, target_steps=1)
+        ds = WindowDataset(cube_with_stats, input_steps=1, target_steps=1, normalize=True)
         sampler = DistributedSampler(ds, num_replicas=comm.size, rank=comm.rank, shuffle=True, drop_last=True)
+        channels = ds.meta.shape[2]
         torch.manual_seed(0)
-        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Conv2d(1, 1, 3, padding=1))
-        opt = torch.optim.SGD(model.parameters(), lr=1e-6)
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Conv2d(channels, channels, 3, padding=1))
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
         losses = []
-        for step, batch in enumerate(DataLoader(ds, batch_size=4, sampler=sampler)):
-            loss = torch.nn.functional.mse_loss(model(batch["input"][:, 0] / 300.0), batch["target"][:, 0] / 300.0)
+        for batch in DataLoader(ds, batch_size=2, sampler=sampler):
+            loss = torch.nn.functional.mse_loss(model(batch["input"][:, 0]), batch["target"][:, 0])
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(loss.item())
-            if step == 4:
-                break
-        assert len(losses) == 5 and np.all(np.isfinite(losses))
+        assert len(losses) == 2 and np.all(np.isfinite(losses))  # 8 windows: 4 per rank, batches of 2
         weights = model.module.weight.detach().numpy().copy()
         others = comm.allgather(weights)
         np.testing.assert_array_equal(others[0], others[1])  # DDP kept the replicas equal

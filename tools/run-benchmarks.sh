@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the benchmarks, side by side in one run, JSON under runs/bench/. Needs the local
-# Slurm cluster (started here if it is not up) and a smoke GCM run (made here if missing).
+# Slurm cluster (started here if it is not up), a smoke GCM run (made here if missing) and, for the
+# reader benchmark, the bench sweep's cube (made by tools/bench_io.py if missing, ~2 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -11,6 +12,7 @@ eval "$(bash tools/local-slurm.sh env)"
 .venv/bin/astrohpc gcm run configs/gcm/smoke.yaml   # a finished run is kept, not redone
 echo "[bench] GCM: core-seconds per simulated day, 2-task array efficiency"
 $PY tools/bench_gcm.py --days "${BENCH_GCM_DAYS:-30}"
-echo "[bench] I/O: datacube reader vs sequential bytes, xarray and netCDF4, 1 and 2 ranks"
+echo "[bench] I/O: datacube reader vs sequential bytes, preadv, netCDF4, xarray and the DataLoader, on the"
+echo "[bench] cube of a 6-run ExoPlaSim sweep (configs/gcm/bench.yaml, run once into runs/benchsweep/)"
 $PY tools/bench_io.py
 ls -t runs/bench/*.json | head -2

@@ -24,6 +24,9 @@ from astrohpc.data import schema
 from astrohpc.errors import DataError
 
 WEIGHTINGS = ("area", "none")
+# A std at or below this is "numerically constant" (the ~1e-34 upper-level humidity of a cold
+# start): normalisation then centres without scaling, and a tendency model does not change it.
+NEGLIGIBLE_STD = 1e-30
 
 
 @dataclass

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 EARTH_RADIUS_M = 6.371e6  # used only to express radii in Earth units for GCMs that want them
-# Specific gas constant of water vapour (J kg-1 K-1), the value PlaSim uses: a property of H2O, not of a planet.
-WATER_VAPOUR_GAS_CONSTANT_J_KG_K = 461.51
+# Properties of water, not of a planet (the values PlaSim uses).
+WATER_VAPOUR_GAS_CONSTANT_J_KG_K = 461.51  # R_v
+LATENT_HEAT_VAPORISATION_J_KG = 2.5008e6  # L_v at 0 °C
 
 
 @dataclass

@@ -70,3 +70,19 @@ def slurm_workdir(tmp_path_factory) -> Path:
 
 # Keep tests from depending on the caller's environment overrides of the cluster.
 os.environ.setdefault("ASTROHPC_TESTING", "1")
+
+
+@pytest.fixture(scope="session")
+def physics_cube(smoke_gcm_runs, tmp_path_factory) -> Path:  # noqa: F811 (a fixture argument)
+    """The two real smoke runs (1361 and 1300 W m-2, 5 daily snapshots each) converted with the
+    shipped configs/data/exoplasim.yaml (state, every flux, derived rsdt and zg, static sg and
+    lsm, σ interfaces, planet parameters), with area-weighted statistics in its sidecar.
+    Read-only: a test that writes works on a copy."""
+    from astrohpc.config import load_config
+    from astrohpc.data.convert import convert_run_dirs
+    from astrohpc.data.stats import run_stats
+
+    settings = load_config(REPO / "configs" / "data" / "exoplasim.yaml").data
+    path = convert_run_dirs(smoke_gcm_runs, tmp_path_factory.mktemp("physics") / "physics.h5", settings=settings)
+    run_stats(path)
+    return path

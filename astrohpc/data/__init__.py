@@ -11,9 +11,11 @@
     validate.py       NaN/inf, grids, channels, cube structure
     convert.py        runs -> one cube, written atomically (`convert`, `convert_run_dirs`)
     cube.py           opening a cube: independent (per process) or collective (MPI-IO)
-    dataset.py        torch Dataset of windows, DistributedSampler-compatible sharding
+    dataset.py        torch Dataset of windows (the emulator's samples), a selection of runs, sharding
+    runs.py           torch Dataset of whole runs: time means and first days (the climate surrogate's)
     stats.py          per-channel statistics (area-weighted, per run), Chan merge across MPI ranks, sidecar
-    bench.py          read benchmark against sequential bytes, xarray and netCDF4
+    spectra.py        thermal emission spectrum of every state, in a sidecar (the spectral head's target)
+    bench.py          read benchmark: sequential bytes, preadv, netCDF4, xarray, mpirun, DataLoader
 
 Nothing heavy is imported here: `import astrohpc.data` stays cheap for the config loader.
 """

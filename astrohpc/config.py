@@ -26,6 +26,7 @@ from astrohpc.data.settings import DataSettings
 from astrohpc.errors import ConfigError
 from astrohpc.gcm.settings import GCMSettings, SweepSettings
 from astrohpc.launch.settings import SlurmSettings
+from astrohpc.models.settings import ModelSettings
 from astrohpc.planet import PRESETS, Planet, preset_values
 
 EXTENDS_KEY = "extends"
@@ -50,6 +51,7 @@ class Config:
     sweep: SweepSettings = field(default_factory=SweepSettings)
     data: DataSettings = field(default_factory=DataSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
 
 
 # ---------------------------------------------------------------------------- loading

@@ -15,7 +15,11 @@ import torch
 from torch.utils.data import Dataset
 
 from astrohpc.data.cube import LazyCube, read_meta, transform_params
+from astrohpc.data.stats import NEGLIGIBLE_STD
 from astrohpc.errors import DataError
+
+# Run parameters passed raw (SI) per item as item["planet"], for physics on de-normalised fields.
+PLANET_CONSTANTS = ("radius_m", "gravity_m_s2", "gas_constant_J_kg_K", "cp_J_kg_K")
 
 
 def window_index(time_count: np.ndarray, input_steps: int, target_steps: int, stride: int = 1) -> np.ndarray:
@@ -47,6 +51,8 @@ class WindowDataset(Dataset):
         input  [input_steps, C, lat, lon]     target [target_steps, C, lat, lon]
         params [P]   the run's planet parameters, normalised (CubeMeta.param_normalization)
         static [S, lat, lon]  the run's static fields (only when `static=True`)
+        planet {radius_m, gravity_m_s2, gas_constant_J_kg_K, cp_J_kg_K}: float64 scalars, raw SI
+              (when every run carries them: run folders do)
         time   [input_steps + target_steps]  days since the run's start
         run, t0  ints
 
@@ -60,18 +66,26 @@ class WindowDataset(Dataset):
     missing for some run is a DataError. param_norm: a saved `param_normalization()` dict (a
     trained model's) to use instead of this cube's.
     fill_nan: value replacing NaN after normalisation (pressure levels outside the column).
+    runs: the run indices whose windows the dataset serves (default: all) — a training or a
+    held-out split of whole runs (`astrohpc.data.split`).
     """
 
     def __init__(self, path: str | Path, input_steps: int = 1, target_steps: int = 1, stride: int = 1, *,
                  mode: str = "independent", comm: Any = None, normalize: bool = False,
                  fill_nan: Optional[float] = None, variables: Optional[list[str]] = None,
-                 params: Optional[list[str]] = None, param_norm: Optional[dict] = None, static: bool = False):
+                 params: Optional[list[str]] = None, param_norm: Optional[dict] = None, static: bool = False,
+                 runs: Optional[list[int]] = None):
         if input_steps < 1 or target_steps < 0 or stride < 1:
             raise DataError(f"windows need input_steps >= 1, target_steps >= 0, stride >= 1 "
                             f"(got {input_steps}, {target_steps}, {stride})")
         self.meta = read_meta(path)
         self.input_steps, self.target_steps = input_steps, target_steps
         self.windows = window_index(self.meta.time_count, input_steps, target_steps, stride)
+        if runs is not None:
+            bad = [r for r in runs if not 0 <= int(r) < self.meta.shape[0]]
+            if bad:
+                raise DataError(f"{path}: no run {bad[0]} (the cube has runs 0..{self.meta.shape[0] - 1})")
+            self.windows = self.windows[np.isin(self.windows[:, 0], np.asarray(runs, dtype=self.windows.dtype))]
         if len(self.windows) == 0:
             raise DataError(f"{path}: no window of {input_steps}+{target_steps} steps fits in any run "
                             f"(run lengths {self.meta.time_count.tolist()})")
@@ -85,13 +99,15 @@ class WindowDataset(Dataset):
             pick = slice(None) if self.channels is None else self.channels
             self._mean = stats["mean"][pick].astype(np.float32)[:, None, None]
             std = stats["std"][pick].astype(np.float32)
-            # a channel without spread (or one below float32's normal range, e.g. the upper-level
-            # humidity of a cold start, ~1e-40) is centred but not scaled
-            self._std = np.where(std > np.finfo(np.float32).tiny, std, 1.0).astype(np.float32)[:, None, None]
+            # a numerically constant channel (e.g. the ~1e-34 humidity of a cold start) is centred, not scaled
+            self._std = np.where(std > NEGLIGIBLE_STD, std, 1.0).astype(np.float32)[:, None, None]
         self.param_norm = param_norm or self.meta.param_normalization(params)
         names = self.param_norm["names"]
         z = (transform_params(self.meta.param_matrix(names), names) - self.param_norm["mean"]) / self.param_norm["std"]
         self._params = z.astype(np.float32)  # [run, P]
+        # the planet's constants in SI, raw, for physics (astrohpc.physics.constants.PlanetConstants)
+        self._planet = {name: self.meta.params[name] for name in PLANET_CONSTANTS if name in self.meta.params
+                        and not np.isnan(self.meta.params[name]).any()}
         self.static_names = sorted(self.meta.static) if static else []
         self._static = None
         if static:
@@ -151,6 +167,9 @@ class WindowDataset(Dataset):
                 "time": torch.from_numpy(self.meta.time_days[run, t0:t0 + steps].copy())}
         if self._static is not None:
             item["static"] = torch.from_numpy(self._static[run])
+        if self._planet:
+            item["planet"] = {name: torch.tensor(values[run], dtype=torch.float64)
+                              for name, values in self._planet.items()}
         return item
 
     def close(self) -> None:

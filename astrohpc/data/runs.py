@@ -1,0 +1,102 @@
+"""Whole runs as samples: what the climate surrogate learns (planet -> time-mean climate).
+
+`RunDataset(cube, spinup_steps=k)[i]` is the i-th selected run:
+
+    params  [P]              the run's planet parameters, normalised (CubeMeta.param_normalization)
+    spinup  [k, C, lat, lon] its first k states, physical units (k = 0: an empty first axis)
+    mean    [C, lat, lon]    the time mean of its states k .. T−1 (the climate the surrogate predicts),
+                             physical units, NaN kept (pressure levels below the surface)
+    spectrum [n_bins]        the time mean of its stored emission spectrum over the same steps
+                             (only with spectra=True: the CUBE.spectra.h5 sidecar, `astrohpc data spectra`)
+    static  [S, lat, lon]    its static fields, physical (only with static=True)
+    planet  {radius_m, …}    float64 SI constants (when the runs carry them)
+    run     int, days [2]    the run index and the averaged interval in days since its start
+
+The model normalises its inputs itself (astrohpc.models.climate), as the emulator's stepper does:
+items stay in SI units so physics can read them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from astrohpc.data.cube import LazyCube, read_meta, transform_params
+from astrohpc.data.dataset import PLANET_CONSTANTS
+from astrohpc.errors import DataError
+
+
+class RunDataset(Dataset):
+    """One item per run (see the module doc). variables: channel selection (all levels of each);
+    runs: the run indices served (default all); param_norm: a trained model's saved normalisation."""
+
+    def __init__(self, path: str | Path, spinup_steps: int = 0, *, variables: Optional[list[str]] = None,
+                 runs: Optional[list[int]] = None, params: Optional[list[str]] = None,
+                 param_norm: Optional[dict] = None, static: bool = False, spectra: bool = False):
+        self.path, self.meta = Path(path), read_meta(path)
+        self.spinup_steps = int(spinup_steps)
+        n_runs = self.meta.shape[0]
+        self.runs = list(range(n_runs)) if runs is None else [int(r) for r in runs]
+        bad = [r for r in self.runs if not 0 <= r < n_runs]
+        if bad:
+            raise DataError(f"{path}: no run {bad[0]} (the cube has runs 0..{n_runs - 1})")
+        short = [self.meta.run_names[r] for r in self.runs if self.meta.time_count[r] <= self.spinup_steps]
+        if short:
+            raise DataError(f"{path}: run(s) {', '.join(short[:5])} have no step after the {self.spinup_steps} "
+                            "spin-up steps; lower model.spinup_steps or drop those runs")
+        self.channels = self.meta.channels_of(variables) if variables else None
+        self.param_norm = param_norm or self.meta.param_normalization(params)
+        names = self.param_norm["names"]
+        z = (transform_params(self.meta.param_matrix(names), names) - self.param_norm["mean"]) / self.param_norm["std"]
+        self._params = z.astype(np.float32)
+        self._planet = {name: self.meta.params[name] for name in PLANET_CONSTANTS if name in self.meta.params
+                        and not np.isnan(self.meta.params[name]).any()}
+        self.static_names = sorted(self.meta.static) if static else []
+        if static and not self.static_names:
+            raise DataError(f"{path}: static=True but the cube has no static fields; reconvert with "
+                            "data.static_variables (e.g. [sg, lsm])")
+        self._spectra = None
+        if spectra:
+            from astrohpc.data.spectra import read_spectra
+
+            self._spectra = read_spectra(path)
+        self.cube = LazyCube(path).prepare()
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    @property
+    def n_bins(self) -> int:
+        return 0 if self._spectra is None else self._spectra.n_bins
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        run = self.runs[index]
+        steps, k = int(self.meta.time_count[run]), self.spinup_steps
+        x = self.cube.read(run, 0, steps)  # [T, C, lat, lon] float32, physical
+        if self.channels is not None:
+            x = x[:, self.channels]
+        with np.errstate(invalid="ignore"):
+            mean = np.nanmean(x[k:].astype(np.float64), axis=0) if np.isnan(x[k:]).any() else \
+                x[k:].astype(np.float64).mean(axis=0)
+        days = self.meta.time_days[run]
+        item: dict[str, Any] = {
+            "params": torch.from_numpy(self._params[run]),
+            "spinup": torch.from_numpy(np.ascontiguousarray(x[:k])),
+            "mean": torch.from_numpy(mean.astype(np.float32)),
+            "run": run, "days": torch.tensor([days[k], days[steps - 1]], dtype=torch.float64),
+        }
+        if self.static_names:
+            item["static"] = torch.from_numpy(np.stack([self.meta.static[n][run] for n in self.static_names])
+                                              .astype(np.float32))
+        if self._spectra is not None:
+            item["spectrum"] = torch.from_numpy(self._spectra.values[run, k:steps].mean(axis=0).astype(np.float32))
+        if self._planet:
+            item["planet"] = {name: torch.tensor(v[run], dtype=torch.float64) for name, v in self._planet.items()}
+        return item
+
+    def close(self) -> None:
+        self.cube.close()

@@ -77,6 +77,15 @@ def run_from_dir(run_dir: Path, kind: str) -> Optional[RunInput]:
     name = str(summary.get("name") or run_dir.name)
     gcm = summary.get("gcm") or {}
     step_s = 60.0 * float(gcm["timestep_minutes"]) if gcm.get("timestep_minutes") else None
+    if gcm.get("model", "exoplasim") == "exoplasim" and step_s and "rotation_period_days" in params:
+        # the model's step counter at the run's start: where the sun is (astrohpc/gcm/calendar.py)
+        from astrohpc.gcm.calendar import first_step
+
+        start = gcm.get("start_step")
+        if start is None and not gcm.get("restart_file"):
+            start = first_step(float(params["rotation_period_days"]), float(gcm["timestep_minutes"]))
+        if start is not None:
+            params["start_step"] = int(start)
     interval = gcm.get("snapshot_interval_days" if kind == "snapshots" else "means_interval_days")
     return RunInput(name, files, params, step_s, float(interval) if interval else None)
 

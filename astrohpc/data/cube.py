@@ -72,6 +72,8 @@ def open_fields(f, cache_chunks: int = 1):
 
 
 # Parameters read on a log scale by `CubeMeta.param_normalization`: partial pressures span decades.
+# run parameters that describe the GCM's clock, not the planet: never a model input
+BOOKKEEPING_PARAMS = ("start_step",)
 LOG_PARAM_SUFFIX = "_bar"
 LOG_PARAM_FLOOR = 1e-6  # bar: a partial pressure of 0 is read as this before the log
 
@@ -134,8 +136,8 @@ class CubeMeta:
     @property
     def param_names(self) -> list[str]:
         """Parameters in the matrix: every numeric or bool run parameter except the sweep point's
-        copies (`point.*`), in name order."""
-        return [k for k in sorted(self.params) if not k.startswith("point.")]
+        copies (`point.*`) and the GCM's bookkeeping (BOOKKEEPING_PARAMS), in name order."""
+        return [k for k in sorted(self.params) if not k.startswith("point.") and k not in BOOKKEEPING_PARAMS]
 
     def param_matrix(self, names: Optional[list[str]] = None) -> np.ndarray:
         """float64 [run, P] of `names` (default `param_names`); DataError if a run lacks one."""

@@ -39,7 +39,9 @@ class GCMSettings:
     Run length: `years` (model years of 360 days) when set, else `days` (days of 86 400 s).
     Output: means every `means_interval_days` and instantaneous snapshots every
     `snapshot_interval_days` (0 turns snapshots off). `restart_file` starts from a saved state
-    (relative paths are taken from the current directory).
+    (relative paths are taken from the current directory); `start_step` is the model's step
+    counter in that restart (the sweep sets it for runs branched from its spin-up; it places the
+    sun: astrohpc/gcm/calendar.py), None for a fresh run.
     """
 
     model: Literal["exoplasim"] = "exoplasim"
@@ -51,6 +53,7 @@ class GCMSettings:
     means_interval_days: int = 5
     snapshot_interval_days: int = 1
     restart_file: Optional[str] = None
+    start_step: Optional[int] = None
     keep_restart: bool = True
     ncpus: int = 1
     precision: int = 8

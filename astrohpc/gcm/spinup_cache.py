@@ -34,10 +34,15 @@ def cache_root() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "astrohpc") / "spinups"
 
 
+NEW_OPTIONAL_GCM_FIELDS = ("start_step",)
+
+
 def spinup_key(cfg: Any, model_version: str) -> str:
     """Hash of the spin-up's planet and gcm settings and the model version (16 hex digits)."""
     settings = to_dict(cfg)
-    blob = json.dumps({"planet": settings["planet"], "gcm": settings["gcm"], "model_version": model_version},
+    # a field added with a default of None must not invalidate the spin-ups already cached
+    gcm = {k: v for k, v in settings["gcm"].items() if not (k in NEW_OPTIONAL_GCM_FIELDS and v is None)}
+    blob = json.dumps({"planet": settings["planet"], "gcm": gcm, "model_version": model_version},
                       sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

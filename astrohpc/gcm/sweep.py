@@ -24,6 +24,7 @@ from typing import Any, Iterator, Optional
 from astrohpc.atomic_write import write_json
 from astrohpc.config import Config, config_hash, from_dict, to_dict
 from astrohpc.errors import AstrohpcError, ConfigError, GCMError
+from astrohpc.gcm.calendar import restart_step
 from astrohpc.gcm.design import apply_point, config_for_point, design_points
 from astrohpc.gcm.run import FINISHED, is_finished, read_summary, run_simulation, write_failed_summary
 from astrohpc.provenance import write_run_metadata
@@ -130,6 +131,9 @@ def task_config(table: dict, sweep_dir: Path, index: int) -> tuple[Config, dict]
                            f"({(spinup or {}).get('reason', 'no summary.json')})")
         restart = [f["path"] for f in spinup["files"] if f["kind"] == "restart"]
         cfg.gcm.restart_file = str((sweep_dir / SPINUP_DIR / restart[0]).resolve())
+        base = table["base_config"]
+        cfg.gcm.start_step = restart_step(float(base["planet"]["rotation_period_days"]),
+                                          float(base["gcm"]["timestep_minutes"]), int(table["spinup_days"]))
     return cfg, point
 
 

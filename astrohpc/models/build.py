@@ -220,15 +220,22 @@ def build_emulator(settings: ModelSettings, meta: Any, runs: Optional[Sequence[i
     return stepper
 
 
-def build_climate(settings: ModelSettings, meta: Any, runs: Optional[Sequence[int]] = None) -> ClimateSurrogate:
-    """The parametric climate surrogate on `meta`'s cube; statistics pooled over `runs`."""
+def build_climate(settings: ModelSettings, meta: Any, runs: Optional[Sequence[int]] = None,
+                  n_bins: Optional[int] = None) -> ClimateSurrogate:
+    """The parametric climate surrogate on `meta`'s cube; statistics pooled over `runs`.
+    n_bins: the spectral head's size without reading the spectra sidecar (loading saved weights,
+    whose buffers carry the spectra's normalisation)."""
     plan = plan_channels(settings, meta)
     heads = ("datacube", "scalar", "spectral") if settings.mode == "joint" else (settings.mode,)
     spectral_mean = spectral_std = None
-    n_bins = 0
     if "spectral" in heads:
-        spectral_mean, spectral_std = _spectral_normalization(meta, runs)
+        if n_bins is None:
+            spectral_mean, spectral_std = _spectral_normalization(meta, runs)
+        else:
+            spectral_mean, spectral_std = torch.zeros(n_bins, dtype=torch.float64), torch.ones(n_bins,
+                                                                                                dtype=torch.float64)
         n_bins = len(spectral_mean)
+    n_bins = n_bins or 0
     static_mean, static_std = static_normalization(meta, list(plan.static)) if plan.static else (None, None)
     model = ClimateSurrogate(build_net(settings, plan, meta, n_bins), plan.table, build_normalizer(meta, plan, runs),
                              SphereGrid.from_meta(meta), heads, settings.spinup_steps, plan.scalars,
@@ -238,9 +245,12 @@ def build_climate(settings: ModelSettings, meta: Any, runs: Optional[Sequence[in
     return model
 
 
-def build(settings: ModelSettings, meta: Any, runs: Optional[Sequence[int]] = None) -> nn.Module:
-    """EmulatorStepper or ClimateSurrogate, as `settings.task` says."""
-    return (build_emulator if settings.task == "emulator" else build_climate)(settings, meta, runs)
+def build(settings: ModelSettings, meta: Any, runs: Optional[Sequence[int]] = None,
+          n_bins: Optional[int] = None) -> nn.Module:
+    """EmulatorStepper or ClimateSurrogate, as `settings.task` says (n_bins: see build_climate)."""
+    if settings.task == "emulator":
+        return build_emulator(settings, meta, runs)
+    return build_climate(settings, meta, runs, n_bins)
 
 
 def embedding_module(model: nn.Module) -> nn.Module:

@@ -59,6 +59,11 @@ def test_spinup_mode_branches_every_task_from_one_restart(tmp_path, smoke_gcm_ru
     task = json.loads((plan.sweep_dir / "task-0000" / "summary.json").read_text())
     assert spinup["status"] == "finished"
     assert task["gcm"]["restart_file"] == str((plan.sweep_dir / "spinup" / "output" / "exoplasim_restart").resolve())
+    # the task's clock continues the spin-up's: 5 days of 32 steps after a fresh run's first step
+    from astrohpc.gcm.calendar import first_step
+
+    assert spinup["gcm"]["start_step"] is None
+    assert task["gcm"]["start_step"] == first_step(cfg.planet.rotation_period_days, 45.0) + 5 * 32
     manifest = aggregate(plan.sweep_dir, convert=False)
     assert manifest["spinup"]["status"] == "finished" and manifest["complete"]
 

@@ -19,3 +19,11 @@ class DataError(AstrohpcError):
 
 class GCMError(AstrohpcError):
     """The reference GCM could not be built or run."""
+
+
+class LaunchError(AstrohpcError):
+    """The distributed launch environment is inconsistent (ranks, tasks per node, GPUs)."""
+
+
+class CheckpointError(AstrohpcError):
+    """No usable checkpoint, or one that does not match the run being resumed."""

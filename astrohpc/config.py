@@ -28,6 +28,7 @@ from astrohpc.gcm.settings import GCMSettings, SweepSettings
 from astrohpc.launch.settings import SlurmSettings
 from astrohpc.models.settings import ModelSettings
 from astrohpc.planet import PRESETS, Planet, preset_values
+from astrohpc.train.settings import TrainSettings
 
 EXTENDS_KEY = "extends"
 
@@ -52,6 +53,7 @@ class Config:
     data: DataSettings = field(default_factory=DataSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
 
 
 # ---------------------------------------------------------------------------- loading

@@ -156,12 +156,16 @@ class CubeMeta:
                             "reconvert with run_params for every run")
         return matrix
 
-    def param_normalization(self, names: Optional[list[str]] = None) -> dict[str, Any]:
-        """How parameters become model inputs: z = (f(x) − mean) / std over the cube's runs, with
-        f = log10(max(x, 1e-6)) for partial pressures (names ending in `_bar`), else f = x;
-        std 0 (a parameter the runs share) is taken as 1. Returns names, transform, mean, std."""
+    def param_normalization(self, names: Optional[list[str]] = None,
+                            runs: Optional[list[int]] = None) -> dict[str, Any]:
+        """How parameters become model inputs: z = (f(x) − mean) / std over the cube's runs (or
+        only `runs`, a model's training runs), with f = log10(max(x, 1e-6)) for partial pressures
+        (names ending in `_bar`), else f = x; std 0 (a parameter the runs share) is taken as 1.
+        Returns names, transform, mean, std."""
         names = self.param_names if names is None else list(names)
         transformed = transform_params(self.param_matrix(names), names)
+        if runs is not None:
+            transformed = transformed[np.asarray(list(runs), dtype=int)]
         mean = transformed.mean(axis=0) if len(names) else np.zeros(0)
         std = transformed.std(axis=0) if len(names) else np.zeros(0)
         return {"names": names, "transform": ["log10" if n.endswith(LOG_PARAM_SUFFIX) else "identity" for n in names],

@@ -172,7 +172,10 @@ def build_net(settings: ModelSettings, plan: ChannelPlan, meta: Any, n_bins: int
         u = settings.unet
         from astrohpc.models.unet import ChannelUNet
 
-        return ChannelUNet(_channels_layout(in_names, in_levels), _channels_layout(pred_names, pred_levels),
+        in_layout, out_layout = _channels_layout(in_names, in_levels), _channels_layout(pred_names, pred_levels)
+        if not in_layout.levels and out_layout.levels:  # only 2-D inputs (static fields): put them on the levels
+            in_layout = in_layout.on_levels(out_layout.levels)
+        return ChannelUNet(in_layout, out_layout,
                            width=u.width, depth=u.depth, params_dim=n_params, attention=u.attention,
                            checkpoint=u.checkpoint, dropout=u.dropout, nlat=nlat)
     from astrohpc.models.transformer import SurrogateTransformer

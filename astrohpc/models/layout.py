@@ -77,6 +77,16 @@ class DatacubeLayout:
         picks = meta.channels_of(list(variables)) if variables else range(len(meta.variables))
         return cls.from_channels([meta.variables[c] for c in picks], [float(meta.levels[c]) for c in picks])
 
+    def on_levels(self, levels: Sequence[float]) -> DatacubeLayout:
+        """This all-2-D layout on `levels` (its fields at the surface level, like the 2-D fields of a
+        layout with levels): the input of a U-Net whose output has levels, e.g. a climate surrogate
+        that sees only static fields."""
+        if self.levels:
+            raise ValueError(f"on_levels is for a layout without levels; this one has {list(self.levels)}")
+        surface = int(np.argmax(np.asarray(levels, dtype=np.float64))) if len(levels) else 0
+        return DatacubeLayout(self.variables, tuple(float(v) for v in levels), self.channel_variable,
+                              (surface,) * len(self.channel_level), ())
+
     @property
     def n_variables(self) -> int:
         return len(self.variables)

@@ -59,6 +59,14 @@ def test_surface_only_and_levels_only_layouts():
     assert columns.mask.all() and columns.n_levels == 3
     y = torch.randn(2, 6, 4, 6)
     assert torch.equal(columns.from_cube(columns.to_cube(y), time_axes=0), y)
+    # 2-D fields put on 3 levels sit at the surface (the largest sigma), the rest is padding
+    lifted = surface.on_levels([0.2, 0.5, 0.8])
+    cube = lifted.to_cube(x)
+    assert cube.shape == (2, 3, 1, 1, 3, 4, 6)
+    assert torch.equal(cube[:, :, 0, 0, 2], x) and not cube[:, :, :, :, :2].any()
+    assert torch.equal(lifted.from_cube(cube, time_axes=0), x)
+    with pytest.raises(ValueError, match="without levels"):
+        columns.on_levels([0.1])
 
 
 def test_layout_errors_name_the_problem():

@@ -13,6 +13,12 @@ class SlurmSettings:
     `extra` holds further sbatch options by their long name without dashes (e.g.
     `{"mail-type": "END"}`); they are checked against the list render_sbatch accepts.
     `setup` lines run in the job before the command (e.g. `module load openmpi`).
+
+    Training jobs (`astrohpc submit train`) also read:
+    nodes; gpus_per_node (G > 0: one srun task per GPU, `--ntasks-per-node=G --gpus-per-node=G`);
+    ntasks_per_node (CPU ranks per node when G = 0); container (an Apptainer image every task
+    runs in, `apptainer exec --nv`), binds (its bind mounts, `src[:dst[:opts]]`); env (variables
+    exported in the job, e.g. NCCL_SOCKET_IFNAME, NCCL_IB_HCA).
     """
 
     partition: Optional[str] = None
@@ -24,3 +30,14 @@ class SlurmSettings:
     max_parallel: Optional[int] = None
     setup: list[str] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
+    nodes: int = 1
+    gpus_per_node: int = 0
+    ntasks_per_node: int = 1
+    container: Optional[str] = None
+    binds: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1 or self.gpus_per_node < 0 or self.ntasks_per_node < 1:
+            raise ValueError(f"slurm.nodes and slurm.ntasks_per_node must be >= 1 and slurm.gpus_per_node >= 0 "
+                             f"(got {self.nodes}, {self.ntasks_per_node}, {self.gpus_per_node})")

@@ -1,0 +1,120 @@
+"""Training through submitit: the same run, submitted by submitit's AutoExecutor from Python.
+
+`TrainJob` is a `submitit.helpers.Checkpointable`: every task (one per GPU, or per CPU rank)
+calls it with the frozen config; it trains through astrohpc.train.trainer.train, which finds its
+rank from the SLURM_* variables submitit's srun sets, exactly as under `astrohpc submit train`.
+
+Preemption and time-outs: submitit asks Slurm for SIGUSR2 `slurm_signal_delay_s` before the end
+and requeues the job itself. The trainer listens to that signal (train.signal is set to
+USR2@delay here), all ranks checkpoint at the same step, and rank 0 requeues; if submitit's own
+handler runs first (the signal came before training started), `checkpoint()` resubmits the same
+callable, which resumes from the newest checkpoint on disk. Either way the requeued job resumes.
+
+The resources come from the same `slurm:` section (cluster profile) as the sbatch path.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from astrohpc.atomic_write import write_json, write_text
+from astrohpc.config import to_yaml
+
+log = logging.getLogger(__name__)
+
+try:  # submitit is a core dependency; the guard keeps `import astrohpc.launch` cheap if it is broken
+    from submitit.helpers import Checkpointable, DelayedSubmission
+except ImportError:  # pragma: no cover
+    Checkpointable = object  # type: ignore[assignment,misc]
+    DelayedSubmission = None  # type: ignore[assignment]
+
+
+class TrainJob(Checkpointable):
+    """Train `config_file` (see the module doc); returns the trainer's summary."""
+
+    def __call__(self, config_file: str, signal_spec: str = "USR2@120") -> dict[str, Any]:
+        from astrohpc.config import load_config
+        from astrohpc.train.trainer import train
+
+        cfg = load_config(config_file, [f"train.signal={signal_spec}"])
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return train(cfg)
+
+    def checkpoint(self, config_file: str, signal_spec: str = "USR2@120") -> Any:
+        """submitit's hook on its signal: resubmit; the new job resumes from the newest checkpoint."""
+        log.warning("submitit checkpoint(): resubmitting %s (it resumes from its newest checkpoint)", config_file)
+        return DelayedSubmission(TrainJob(), config_file, signal_spec)
+
+
+def executor_parameters(cfg: Any, run_dir: Path) -> dict[str, Any]:
+    """AutoExecutor.update_parameters(...) for the run's `slurm:` section."""
+    s = cfg.slurm
+    hours, minutes, seconds = _time_parts(s.time)
+    tasks = s.gpus_per_node or s.ntasks_per_node
+    additional: dict[str, Any] = {"requeue": True, "open-mode": "append"}
+    if s.account:
+        additional["account"] = s.account
+    if s.qos:
+        additional["qos"] = s.qos
+    params: dict[str, Any] = {
+        "name": f"train-{cfg.run.name}", "nodes": s.nodes, "tasks_per_node": tasks, "cpus_per_task": s.cpus_per_task,
+        "timeout_min": max(1, hours * 60 + minutes + (1 if seconds else 0)),
+        "slurm_mem": s.mem, "slurm_setup": [*s.setup, *(f"export {k}={v}" for k, v in s.env.items())],
+        "slurm_signal_delay_s": _signal_delay(cfg.train.signal), "slurm_additional_parameters": additional,
+    }
+    if s.gpus_per_node:
+        params["gpus_per_node"] = s.gpus_per_node
+    if s.partition:
+        params["slurm_partition"] = s.partition
+    return params
+
+
+def _time_parts(text: str) -> tuple[int, int, int]:
+    """Slurm's time forms (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) -> (hours, minutes, seconds)."""
+    if "-" in text:
+        days, rest = text.split("-", 1)
+        h, m, s = ([int(p) for p in rest.split(":")] + [0, 0])[:3]
+        return int(days) * 24 + h, m, s
+    parts = [int(p) for p in text.split(":")]
+    if len(parts) == 1:
+        return 0, parts[0], 0
+    if len(parts) == 2:
+        return 0, parts[0], parts[1]
+    return parts[0], parts[1], parts[2]
+
+
+def _signal_delay(spec: str) -> int:
+    from astrohpc.train.preemption import parse_signal
+
+    _sig, seconds, _batch = parse_signal(spec)
+    return int(seconds or 120)
+
+
+def submit_with_submitit(cfg: Any, run_dir: Path, dry_run: bool = False) -> dict[str, Any]:
+    """Freeze the config, build the AutoExecutor (logs in run_dir/submitit) and submit TrainJob.
+    Returns {"parameters", "config", "job_id"} (dry run: parameters only, nothing written)."""
+    run_dir = Path(run_dir).resolve()
+    params = executor_parameters(cfg, run_dir)
+    config_file = run_dir / "config.yaml"
+    record: dict[str, Any] = {"via": "submitit", "parameters": params, "config": str(config_file), "job_id": None}
+    if dry_run:
+        return record
+    import submitit
+
+    write_text(config_file, to_yaml(cfg))
+    python = None
+    if cfg.slurm.container:
+        from astrohpc.launch.container import wrap
+
+        python = " ".join(wrap(["python3"], cfg.slurm.container, cfg.slurm.binds, nv=cfg.slurm.gpus_per_node > 0))
+    executor = submitit.AutoExecutor(folder=run_dir / "submitit" / "%j", cluster="slurm",
+                                     slurm_python=python or sys.executable)
+    executor.update_parameters(**params)
+    job = executor.submit(TrainJob(), str(config_file), f"USR2@{params['slurm_signal_delay_s']}")
+    record["job_id"] = job.job_id
+    write_json(run_dir / "submission.json", {k: v for k, v in record.items()})
+    log.info("training job %s submitted through submitit", job.job_id)
+    return record

@@ -1,0 +1,195 @@
+"""`astrohpc submit train`: the rendered script (golden file), its checks, submitit's parameters,
+and real 2-rank training jobs on the local Slurm cluster — one run straight, one preempted by a
+signal mid-run, requeued and resumed to weights bit-identical to an uninterrupted 2-rank run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from astrohpc.config import load_config
+from astrohpc.errors import ConfigError, SlurmError
+from astrohpc.launch.submitit_train import _time_parts, executor_parameters
+from astrohpc.launch.train_job import render_train
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _write_cfg(tmp_path, text):
+    path = tmp_path / "train.yaml"
+    path.write_text(text)
+    return path
+
+
+def gpu_cfg(tmp_path, *overrides):
+    path = _write_cfg(tmp_path, f"""extends: [{REPO}/configs/cluster/example-gpu-site.yaml]
+run: {{name: golden, root: /scratch/runs}}
+model: {{task: emulator, architecture: unet}}
+train: {{cube: /scratch/cube.h5, signal: USR1@90}}
+""")
+    return load_config(path, list(overrides))
+
+
+def test_gpu_script_matches_the_golden_file(tmp_path):
+    cfg = gpu_cfg(tmp_path, "slurm.nodes=2", "slurm.account=proj42")
+    text = render_train(cfg, Path("/scratch/runs/golden/config.yaml"), Path("/scratch/runs/golden"),
+                        python="/opt/venv/bin/python")
+    golden = GOLDEN / "train_gpu.sbatch"
+    if os.environ.get("ASTROHPC_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+    # the parts that matter, spelled out: one task per GPU, requeue, signal to every task
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
+                 "#SBATCH --requeue", "#SBATCH --open-mode=append", "#SBATCH --signal=USR1@90"):
+        assert line in text.splitlines()
+    assert text.count("--gpus-per-node") == 1
+
+
+def test_cpu_ranks_container_and_quoting(tmp_path):
+    cfg = gpu_cfg(tmp_path, "slurm.gpus_per_node=0", "slurm.ntasks_per_node=3", "slurm.container=/img/a b.sif",
+                  "slurm.binds=[/scratch]")
+    with pytest.raises((SlurmError, ConfigError)):
+        render_train(cfg, Path("/r/config.yaml"), Path("/r"))  # a space in the image path is refused
+    cfg = gpu_cfg(tmp_path, "slurm.gpus_per_node=0", "slurm.ntasks_per_node=3", "slurm.container=/img/astro.sif",
+                  "slurm.binds=[/scratch]")
+    text = render_train(cfg, Path("/r/my runs/config.yaml"), Path("/r"))
+    srun = next(line for line in text.splitlines() if line.startswith("srun"))
+    assert "--ntasks-per-node=3" in text and "--gpus-per-node" not in text and "export OMP_NUM_THREADS=8" in text
+    assert "apptainer exec" in srun and "--nv" not in srun and "/img/astro.sif" in srun
+    assert "'/r/my runs/config.yaml'" in srun  # shell-quoted
+
+
+def test_bad_options_name_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="'B:' sends the signal only to the batch shell"):
+        render_train(gpu_cfg(tmp_path, "train.signal=B:USR1@60"), Path("/r/c.yaml"), Path("/r"))
+    with pytest.raises(SlurmError, match="Valid options"):
+        render_train(gpu_cfg(tmp_path, "slurm.extra={gpus_per_nod: '2'}"), Path("/r/c.yaml"), Path("/r"))
+    with pytest.raises(SlurmError, match="not a valid --time"):
+        render_train(gpu_cfg(tmp_path, "slurm.time=soon"), Path("/r/c.yaml"), Path("/r"))
+
+
+def test_cli_dry_run_and_profiles(tmp_path):
+    path = _write_cfg(tmp_path, f"""run: {{name: dry, root: {tmp_path}}}
+model: {{task: emulator, architecture: unet}}
+train: {{cube: {tmp_path}/cube.h5}}
+""")
+    done = subprocess.run([sys.executable, "-m", "astrohpc", "submit", "train", str(path), "--cluster", "a500",
+                           "--nodes", "3", "--time", "01:00:00", "--dry-run"], capture_output=True, text=True,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "#SBATCH --nodes=3" in done.stdout and "#SBATCH --gpus-per-node=2" in done.stdout
+    assert "export NCCL_IB_DISABLE=1" in done.stdout and "#SBATCH --time=01:00:00" in done.stdout
+    assert not (tmp_path / "dry").exists()  # a dry run writes nothing
+    bad = subprocess.run([sys.executable, "-m", "astrohpc", "submit", "train", str(path), "--cluster", "nope",
+                          "--dry-run"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "a500" in bad.stderr and "local" in bad.stderr
+
+
+def test_submitit_parameters_follow_the_profile(tmp_path):
+    cfg = gpu_cfg(tmp_path, "slurm.nodes=2", "slurm.time=1-02:30:00")
+    params = executor_parameters(cfg, tmp_path)
+    assert (params["nodes"], params["tasks_per_node"], params["gpus_per_node"]) == (2, 4, 4)
+    assert params["timeout_min"] == 26 * 60 + 30 and params["slurm_signal_delay_s"] == 90
+    assert params["slurm_additional_parameters"]["requeue"] is True
+    assert _time_parts("30") == (0, 30, 0) and _time_parts("01:02:03") == (1, 2, 3) and _time_parts("2-3") == (51, 0, 0)
+
+
+# ---------------------------------------------------------------------------- the local Slurm cluster
+
+
+def _train_cfg(tmp_path, physics_cube, name, epochs):
+    from astrohpc.data.cube import read_meta
+
+    meta = read_meta(physics_cube)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""extends: [{REPO}/configs/cluster/local.yaml]
+run: {{name: {name}, root: {tmp_path}, seed: 5}}
+model:
+  task: emulator
+  architecture: transformer
+  mode: datacube
+  transformer: {{dim: 16, depth: 1, heads: 2, patch: [8, 8], dropout: 0.1}}
+train: {{cube: {physics_cube}, validation_runs: [{meta.run_names[1]}], epochs: {epochs}, batch_size: 2,
+         checkpoint_every: 0, log_every: 1, threads: 1, signal: "USR1@60"}}
+slurm: {{time: "00:10:00", mem: 2G}}
+""")
+    return path
+
+
+def _submit(path):
+    done = subprocess.run([sys.executable, "-m", "astrohpc", "submit", "train", str(path)], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()[2].rstrip(":")
+
+
+def _state(job):
+    out = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    return out.split("JobState=")[1].split()[0] if "JobState=" in out else "GONE"
+
+
+def _wait(job, done, timeout=240):
+    start = time.time()
+    while time.time() - start < timeout:
+        if done():
+            return
+        time.sleep(1)
+    log = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    raise AssertionError(f"job {job} did not get there in {timeout} s: {log}")
+
+
+def _ddp_reference(rank, world, port, cfg_path, out):
+    from astrohpc.train.trainer import train
+
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    train(load_config(cfg_path, [f"run.root={out}"]))
+
+
+@pytest.mark.slurm
+def test_preempted_srun_job_requeues_and_resumes_bit_identical(physics_cube, slurm_workdir, tmp_path):
+    path = _train_cfg(slurm_workdir, physics_cube, "preempt", epochs=20)  # 2 steps per epoch: 40 steps
+    job = _submit(path)
+    run = slurm_workdir / "preempt"
+    train_csv = run / "metrics" / "train.csv"
+    _wait(job, lambda: train_csv.exists() and len(train_csv.read_text().splitlines()) > 6)
+    subprocess.run(["scancel", "--signal=USR1", job], check=True)  # what --signal=USR1@60 does near the end
+    # rank 0 checkpoints and requeues; Slurm holds a requeued job ~2 min: start it now
+    _wait(job, lambda: _state(job) in ("PENDING", "REQUEUED") or (run / "metrics.json").exists())
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+    _wait(job, lambda: _state(job) in ("COMPLETED", "FAILED", "CANCELLED", "GONE", "TIMEOUT") and
+          json.loads((run / "metrics.json").read_text()).get("status") == "finished", timeout=300)
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["status"] == "finished" and summary["step"] == 40
+    assert summary["distributed"]["world_size"] == 2 and summary["distributed"]["launcher"] == "slurm"
+    log = "".join(p.read_text() for p in (run / "logs").glob("*.out"))
+    assert "restart 1" in log, log[-2000:]
+    steps = [int(line.split(",")[0]) for line in train_csv.read_text().splitlines()[1:]]
+    assert steps == list(range(1, 41))
+
+    # the same run without interruption, 2 gloo ranks: bit-identical weights
+    reference = tmp_path / "reference"
+    torch.multiprocessing.spawn(_ddp_reference, args=(2, _free_port(), str(path), str(reference)), nprocs=2,
+                                join=True)
+    from astrohpc.train.export import read_export
+
+    a = read_export(reference / "preempt" / "export" / "last.pt")["model_state"]
+    b = read_export(run / "export" / "last.pt")["model_state"]
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

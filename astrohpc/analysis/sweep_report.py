@@ -107,8 +107,9 @@ def bench_rows(bench_files: Iterable[Path]) -> list[dict[str, Any]]:
 
 
 def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, bench_files: Iterable[Path] = (),
-                       notes: Iterable[str] = ()) -> Path:
-    """Write report.md (+ PNG figures) for the sweep in `sweep_dir` into `out_dir`."""
+                       notes: Iterable[str] = (), train_dirs: Iterable[Path] = ()) -> Path:
+    """Write report.md (+ PNG figures) for the sweep in `sweep_dir` into `out_dir`, with a training
+    section for each training run directory in `train_dirs`."""
     sweep_dir, out_dir = Path(sweep_dir), Path(out_dir)
     manifest = load_manifest(sweep_dir)
     report = MarkdownReport(out_dir, f"astrohpc report: sweep `{sweep_dir.name}`")
@@ -166,6 +167,10 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, bench_files: 
         if meta.stats is not None:
             report.heading("Normalisation statistics (selected channels)", 3)
             report.table(stats_rows(meta))
+    for train_dir in train_dirs:
+        from astrohpc.analysis.train_report import add_training_section
+
+        add_training_section(report, train_dir)
     rows = bench_rows(bench_files)
     if rows:
         report.heading("Benchmarks")

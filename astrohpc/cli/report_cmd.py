@@ -13,6 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("-o", "--out", default=None, help="output folder (default SWEEP_DIR/report)")
     sweep.add_argument("--bench", nargs="*", default=[], metavar="JSON", help="benchmark JSON files to tabulate")
     sweep.add_argument("--note", action="append", default=[], help="a paragraph to add (repeatable)")
+    sweep.add_argument("--train", action="append", default=[], metavar="RUN_DIR",
+                       help="a training run directory to report on (repeatable)")
     sweep.set_defaults(func=_sweep)
 
 
@@ -22,5 +24,6 @@ def _sweep(args: argparse.Namespace) -> int:
     from astrohpc.analysis.sweep_report import build_sweep_report
 
     out = Path(args.out) if args.out else Path(args.sweep_dir) / "report"
-    print(build_sweep_report(args.sweep_dir, out, [Path(b) for b in args.bench], args.note))
+    print(build_sweep_report(args.sweep_dir, out, [Path(b) for b in args.bench], args.note,
+                             [Path(t) for t in args.train]))
     return 0

@@ -331,10 +331,22 @@ class Trainer:
             if bar is not None:
                 bar.close()
         summary = self._summary(status, requeued, time.perf_counter() - started)
+        self._sync_buffers()
+        summary["weights_sha256"] = _gather(state_digest(self.net), self.env)
         self.log.write_summary(summary)
         return summary
 
+    def _sync_buffers(self) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) to every rank: DDP syncs them at each
+        forward, but the last forward leaves each rank's own; validation and export use rank 0's."""
+        if self.env.is_distributed:
+            import torch.distributed as dist
+
+            for buffer in self.net.buffers():
+                dist.broadcast(buffer.data, 0)
+
     def _end_epoch(self) -> None:
+        self._sync_buffers()
         result = self.validate() if self.t.validate else None
         record = {"epoch": self.epoch, "step": self.step}
         if result is not None:
@@ -381,6 +393,18 @@ class Trainer:
                 "run_dir": str(self.dir), "split": self.data.split.describe(), "distributed": self.env.describe(),
                 "exports": {w: str(self.dir / "export" / f"{w}.pt") for w in ("best", "last")
                             if (self.dir / "export" / f"{w}.pt").exists()}}
+
+
+def state_digest(module: nn.Module) -> str:
+    """sha256 of a module's state (names, dtypes, shapes, bytes): equal on every rank after DDP."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, value in module.state_dict().items():
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _plain(value: Any) -> Any:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: the benchmarks, side by side in one run, JSON under runs/bench/. Needs the local
 # Slurm cluster (started here if it is not up), a smoke GCM run (made here if missing) and, for the
-# reader benchmark, the bench sweep's cube (made by tools/bench_io.py if missing, ~2 min).
+# reader benchmark, the bench sweep's cube (made by tools/bench_io.py if missing, ~2 min); the models
+# benchmark uses the demo cube if `make demo` made one, else the cached smoke runs' cube.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -15,4 +16,7 @@ $PY tools/bench_gcm.py --days "${BENCH_GCM_DAYS:-30}"
 echo "[bench] I/O: datacube reader vs sequential bytes, preadv, netCDF4, xarray and the DataLoader, on the"
 echo "[bench] cube of a 6-run ExoPlaSim sweep (configs/gcm/bench.yaml, run once into runs/benchsweep/)"
 $PY tools/bench_io.py
-ls -t runs/bench/*.json | head -2
+echo "[bench] models: parameters, FLOPs, train/inference throughput, peak RSS of configs/model/*.yaml, and"
+echo "[bench] their core-seconds per simulated day against ExoPlaSim's, measured in the same run"
+$PY tools/bench_models.py
+ls -t runs/bench/*.json | head -3

@@ -173,6 +173,9 @@ def shutdown() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        # every rank reaches this point before any leaves: a rank tearing down its gloo pairs while
+        # a peer still sends makes the peer abort ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
 
 

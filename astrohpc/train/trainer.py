@@ -166,6 +166,9 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _step: 1.0)
         self.scaler = grad_scaler(self.t.amp, self.device)
         self.step = self.epoch = 0
+        # where this process's time goes (this attempt only): waiting for batches, the training
+        # step (forward, backward, all-reduce, optimizer), each checkpoint write (rank 0)
+        self.timing: dict[str, Any] = {"data_wait_s": 0.0, "step_s": 0.0, "steps": 0, "checkpoint_s": []}
         self.best: Optional[dict[str, Any]] = None
         self.history: list[dict[str, Any]] = []
         self.channel_names = self.model.plan.describe()["channel_names"]
@@ -188,8 +191,10 @@ class Trainer:
         rank_states = _gather(ckpt.capture_rng(), self.env)
         path = None
         if self.env.is_main:
+            started = time.perf_counter()
             path = ckpt.save_checkpoint(self.dir / "checkpoints", self.step, self.state(), self.t.keep_checkpoints,
                                         rank_states=rank_states)
+            self.timing["checkpoint_s"].append(time.perf_counter() - started)
             log.info("checkpoint at step %d (%s): %s", self.step, reason, path)
         self._barrier()
         return path
@@ -294,8 +299,17 @@ class Trainer:
                 if self.data.sampler.epoch != self.epoch:
                     self.data.sampler.set_epoch(self.epoch)
                 loader = train_loader(self.data, self.t.num_workers, self.cfg.run.seed * 1_000_003 + self.epoch)
-                for batch in loader:
+                batches = iter(loader)
+                while True:
+                    fetch = time.perf_counter()
+                    batch = next(batches, None)
+                    self.timing["data_wait_s"] += time.perf_counter() - fetch
+                    if batch is None:
+                        break
+                    compute = time.perf_counter()
                     parts = self.train_step(batch)
+                    self.timing["step_s"] += time.perf_counter() - compute
+                    self.timing["steps"] += 1
                     self.data.sampler.skip(self.data.sampler.consumed + self.data.rank_batch)
                     window_samples += self.t.batch_size
                     if bar is not None:
@@ -333,6 +347,7 @@ class Trainer:
         summary = self._summary(status, requeued, time.perf_counter() - started)
         self._sync_buffers()
         summary["weights_sha256"] = _gather(state_digest(self.net), self.env)
+        summary["timing_per_rank"] = _gather(dict(self.timing), self.env)
         self.log.write_summary(summary)
         return summary
 
@@ -390,6 +405,7 @@ class Trainer:
         return {"status": status, "step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
                 "steps_per_epoch": self.steps_per_epoch, "global_batch": self.t.batch_size,
                 "best": self.best, "history": self.history, "requeue": requeued, "wall_s": wall_s,
+                "timing": dict(self.timing),
                 "run_dir": str(self.dir), "split": self.data.split.describe(), "distributed": self.env.describe(),
                 "exports": {w: str(self.dir / "export" / f"{w}.pt") for w in ("best", "last")
                             if (self.dir / "export" / f"{w}.pt").exists()}}

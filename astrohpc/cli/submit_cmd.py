@@ -105,7 +105,7 @@ def _submit(args: argparse.Namespace) -> int:
         from astrohpc.launch.submitit_train import submit_with_submitit
 
         record = submit_with_submitit(cfg, run_dir(cfg), dry_run=args.dry_run)
-        print(json.dumps({k: v for k, v in record.items() if k != "script"}, indent=2, default=str))
+        print(json.dumps({k: v for k, v in record.items() if k not in ("script", "job")}, indent=2, default=str))
         return 0
     from astrohpc.launch.train_job import submit_train
 

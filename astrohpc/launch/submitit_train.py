@@ -16,6 +16,7 @@ The resources come from the same `slurm:` section (cluster profile) as the sbatc
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,14 @@ class TrainJob(Checkpointable):
 
         cfg = load_config(config_file, [f"train.signal={signal_spec}"])
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        return train(cfg)
+        summary = train(cfg)
+        if summary["status"] == "preempted" and (summary.get("requeue") or {}).get("requeued", True):
+            # the job is requeued and Slurm is about to end this attempt: leave without a result, or
+            # submitit would hand the caller this attempt's "preempted" summary instead of the final one
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(0)
+        return summary
 
     def checkpoint(self, config_file: str, signal_spec: str = "USR2@120") -> Any:
         """submitit's hook on its signal: resubmit; the new job resumes from the newest checkpoint."""
@@ -95,7 +103,7 @@ def _signal_delay(spec: str) -> int:
 
 def submit_with_submitit(cfg: Any, run_dir: Path, dry_run: bool = False) -> dict[str, Any]:
     """Freeze the config, build the AutoExecutor (logs in run_dir/submitit) and submit TrainJob.
-    Returns {"parameters", "config", "job_id"} (dry run: parameters only, nothing written)."""
+    Returns {"parameters", "config", "job_id", "job"} (dry run: parameters only, nothing written)."""
     run_dir = Path(run_dir).resolve()
     params = executor_parameters(cfg, run_dir)
     config_file = run_dir / "config.yaml"
@@ -115,6 +123,7 @@ def submit_with_submitit(cfg: Any, run_dir: Path, dry_run: bool = False) -> dict
     executor.update_parameters(**params)
     job = executor.submit(TrainJob(), str(config_file), f"USR2@{params['slurm_signal_delay_s']}")
     record["job_id"] = job.job_id
-    write_json(run_dir / "submission.json", {k: v for k, v in record.items()})
+    write_json(run_dir / "submission.json", dict(record))
+    record["job"] = job  # the submitit Job: .result() waits and returns the trainer's summary
     log.info("training job %s submitted through submitit", job.job_id)
     return record

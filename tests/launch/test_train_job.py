@@ -193,3 +193,35 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_submitit_checkpoint_resubmits_the_same_training():
+    from submitit.helpers import DelayedSubmission
+
+    from astrohpc.launch.submitit_train import TrainJob
+
+    again = TrainJob().checkpoint("/runs/x/config.yaml", "USR2@90")
+    assert isinstance(again, DelayedSubmission) and isinstance(again.function, TrainJob)
+    assert again.args == ("/runs/x/config.yaml", "USR2@90")
+
+
+@pytest.mark.slurm
+def test_submitit_training_survives_its_signal_and_returns_the_result(physics_cube, slurm_workdir):
+    """Submitted through submitit (2 tasks), signalled mid-run as submitit does before a time-out
+    (USR2): the ranks checkpoint, the job is requeued, resumes, and job.result() is the summary."""
+    from astrohpc.launch.submitit_train import submit_with_submitit
+
+    path = _train_cfg(slurm_workdir, physics_cube, "viasubmitit", epochs=15)
+    cfg = load_config(path)
+    record = submit_with_submitit(cfg, slurm_workdir / "viasubmitit")
+    job, run = record["job"], slurm_workdir / "viasubmitit"
+    train_csv = run / "metrics" / "train.csv"
+    _wait(job.job_id, lambda: train_csv.exists() and len(train_csv.read_text().splitlines()) > 4)
+    subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
+    _wait(job.job_id, lambda: _state(job.job_id) in ("PENDING", "REQUEUED") or (run / "metrics.json").exists())
+    subprocess.run(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"], capture_output=True)
+    summary = job.result()
+    assert summary["status"] == "finished" and summary["step"] == 30
+    assert summary["distributed"]["world_size"] == 2 and summary["distributed"]["launcher"] == "slurm"
+    logs = "".join(p.read_text() for p in (run / "submitit").rglob("*.err"))
+    assert "signal SIGUSR2" in logs and "resumed from" in logs

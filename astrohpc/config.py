@@ -28,6 +28,7 @@ from astrohpc.gcm.settings import GCMSettings, SweepSettings
 from astrohpc.launch.settings import SlurmSettings
 from astrohpc.models.settings import ModelSettings
 from astrohpc.planet import PRESETS, Planet, preset_values
+from astrohpc.studies.settings import StudySettings
 from astrohpc.train.settings import TrainSettings
 
 EXTENDS_KEY = "extends"
@@ -54,6 +55,7 @@ class Config:
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    study: StudySettings = field(default_factory=StudySettings)
 
 
 # ---------------------------------------------------------------------------- loading

@@ -12,10 +12,22 @@ import sys
 from typing import Sequence
 
 from astrohpc import __version__
-from astrohpc.cli import config_cmd, data_cmd, doctor_cmd, gcm_cmd, report_cmd, slurm_cmd, submit_cmd, train_cmd
+from astrohpc.cli import (
+    config_cmd,
+    data_cmd,
+    doctor_cmd,
+    gcm_cmd,
+    parity_cmd,
+    report_cmd,
+    slurm_cmd,
+    study_cmd,
+    submit_cmd,
+    train_cmd,
+)
 from astrohpc.errors import AstrohpcError
 
-COMMAND_MODULES = (doctor_cmd, config_cmd, slurm_cmd, gcm_cmd, data_cmd, train_cmd, submit_cmd, report_cmd)
+COMMAND_MODULES = (doctor_cmd, config_cmd, slurm_cmd, gcm_cmd, data_cmd, train_cmd, submit_cmd, study_cmd, report_cmd,
+                   parity_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

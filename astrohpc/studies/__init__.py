@@ -1,0 +1,13 @@
+"""Studies as job arrays: a study expands into independent tasks (one per array index), each
+writing one result file atomically; an aggregation job collects them into tables.
+
+    settings.py   the `study:` config section
+    tasks.py      the study folder: study.json (kind, config, task list), per-task result/failure files, status
+    kinds.py      the registry of study kinds (expand / run / aggregate of each)
+    execute.py    plan a study, run one task (array index) or all locally, aggregate without hiding gaps
+    slurm.py      the task arrays (split at MaxArraySize) and the afterany aggregation job; resubmit what is missing
+    baselines.py  persistence, training climatology, nearest training run, linear regression on parameters
+    scores.py     area-weighted RMSE, bias and pattern correlation per channel, of states and of time means
+    parity.py     GCM parity of a surrogate on held-out runs, beside the baselines and the GCM's twin spread
+    rollout.py    long batched rollouts with divergence detection and drift diagnostics
+"""

@@ -1,0 +1,337 @@
+"""GCM parity: a trained emulator against the GCM on runs it never saw, beside the baselines and the
+GCM's own noise floor. One task per held-out run.
+
+A task:
+1. rolls the emulator out from the GCM's initial state of the run over the whole run (float64
+   states, correctors on, the GCM's own forcing fields), timing it (wall and CPU) at batch 1 and
+   with `study.cost_batch` initial states at once;
+2. builds the four baselines from the training runs (astrohpc.studies.baselines);
+3. with `study.twin` and `study.sweep`, runs the GCM again for the same run with the instellation
+   raised by `study.twin_delta_instellation_W_m2` (a twin differing by a perturbation far below
+   anything physical) and converts it with the sweep's data settings: the twin's distance to the
+   run is the floor no surrogate can beat; its ExoPlaSim core-seconds per simulated day, measured
+   here, is the cost the surrogate's is compared with;
+4. scores every method against the GCM (astrohpc.studies.scores), per channel in physical units:
+   daily states pooled over days 1..T−1 (RMSE, bias), the time mean over the same days (RMSE,
+   bias, pattern correlation), and the RMSE at each lead day; plus the global-mean net TOA flux
+   (ntr = rst + rlut, positive down) of the time means and the emulator's dry-air-mass drift;
+5. flags the run as inside or outside the training envelope of planet parameters.
+
+The aggregation writes parity.csv (run × method × channel), a headline table of selected
+channels, each RMSE also as a ratio to the twin spread, and says which method wins per channel.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astrohpc.errors import ConfigError, DataError
+from astrohpc.studies import baselines as base
+from astrohpc.studies.scores import global_mean, pattern_correlation, rmse_bias, rmse_by_lead
+
+log = logging.getLogger(__name__)
+
+METHODS = ("surrogate", "persistence", "climatology", "nearest_run", "linear_regression")
+HEADLINE = ("ts", "tas", "ps", "rlut", "rsut", "ta@0.5668", "ua@0.5668")
+
+
+def _load(cfg: Any) -> tuple[Any, dict]:
+    from astrohpc.train.export import load_exported
+
+    if not cfg.study.model:
+        raise ConfigError("study.model is not set: give the exported weights of a training run "
+                          "(RUN_DIR/export/best.pt)")
+    return load_exported(cfg.study.model)
+
+
+def expand(cfg: Any) -> list[dict[str, Any]]:
+    """One task per studied run (study.runs, default the export's test runs)."""
+    from astrohpc.train.export import read_export
+
+    if not cfg.study.model:
+        raise ConfigError("study.model is not set: give RUN_DIR/export/best.pt of `astrohpc train`")
+    info = read_export(cfg.study.model)
+    runs = list(cfg.study.runs) or list(info["run_split"]["test"])
+    trained = set(info["run_split"]["train"])
+    seen = [r for r in runs if r in trained]
+    if seen:
+        raise ConfigError(f"study.runs {', '.join(seen)} were training runs of {cfg.study.model}; parity is measured "
+                          "on held-out runs only")
+    return [{"run": r} for r in runs]
+
+
+class _Run:
+    """The cube's view of one run, in the model's channels (physical, float64)."""
+
+    def __init__(self, info: dict, meta: Any):
+        from astrohpc.data.cube import LazyCube
+
+        self.info, self.meta = info, meta
+        self.plan = info["plan"]
+        self.channels = list(self.plan["cube_channels"])
+        self.cube = LazyCube(info["cube"]).prepare()
+
+    def states(self, run: int) -> np.ndarray:
+        steps = int(self.meta.time_count[run])
+        return self.cube.read(run, 0, steps)[:, self.channels].astype(np.float64)
+
+    def z(self, runs: list[int]) -> np.ndarray:
+        from astrohpc.data.cube import transform_params
+
+        norm = self.info["param_norm"]
+        names = list(norm["names"])
+        raw = transform_params(self.meta.param_matrix(names), names)
+        return ((raw - np.asarray(norm["mean"])) / np.asarray(norm["std"]))[runs]
+
+    def inputs(self, run: int, batch: int = 1) -> tuple[torch.Tensor, Any, Any]:
+        from astrohpc.data.dataset import PLANET_CONSTANTS
+        from astrohpc.physics.constants import PlanetConstants
+
+        params = torch.as_tensor(self.z([run]), dtype=torch.float32).expand(batch, -1)
+        static = None
+        if self.plan["static"]:
+            static = torch.as_tensor(np.stack([self.meta.static[n][run] for n in self.plan["static"]]),
+                                     dtype=torch.float64)[None].expand(batch, -1, -1, -1)
+        planet = PlanetConstants.from_run_params(
+            {n: torch.full((batch,), float(self.meta.params[n][run]), dtype=torch.float64) for n in PLANET_CONSTANTS})
+        return params, static, planet
+
+
+def emulate(model: Any, truth: np.ndarray, params: Any, static: Any, planet: Any, batch: int = 1,
+            steps: int | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """Roll `model` out from truth[0] with the GCM's forcings: ([T, C, lat, lon], timing).
+    batch > 1 repeats the initial state (cost measurement; the first member is returned)."""
+    steps = truth.shape[0] - 1 if steps is None else steps
+    forcing = model.forcing.cpu().numpy()
+    x = torch.as_tensor(truth[0], dtype=torch.float64)[None].expand(batch, -1, -1, -1).contiguous()
+    out = [truth[0]]
+    wall, cpu = time.perf_counter(), time.process_time()
+    with torch.no_grad():
+        for t in range(1, steps + 1):
+            f = torch.as_tensor(truth[t][forcing], dtype=torch.float64)[None].expand(batch, -1, -1, -1)
+            x = model(x, f, params, static, planet)
+            out.append(x[0].numpy().copy())
+    timing = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "steps": steps,
+              "batch": batch}
+    return np.stack(out), timing
+
+
+def gcm_twin(cfg: Any, run_name: str, work: Path, delta: float) -> tuple[Path, dict]:
+    """Run the GCM twin of `run_name` (the sweep's task, instellation + delta) and convert it."""
+    from astrohpc.data.convert import convert_run_dirs
+    from astrohpc.gcm.run import run_simulation
+    from astrohpc.gcm.sweep import load_table, task_config
+
+    sweep = Path(cfg.study.sweep)
+    table = load_table(sweep)
+    index = [i for i, t in enumerate(table["tasks"]) if Path(t["run_dir"]).name == run_name]
+    if not index:
+        raise DataError(f"{sweep}: no sweep task wrote run {run_name}; set study.sweep to the sweep of the cube")
+    gcm_cfg, _point = task_config(table, sweep, index[0])
+    gcm_cfg.planet.instellation_W_m2 = float(gcm_cfg.planet.instellation_W_m2) + delta
+    summary = run_simulation(gcm_cfg, work / "twin")
+    cube = convert_run_dirs([work / "twin"], work / "twin.h5", settings=gcm_cfg.data)
+    return cube, summary
+
+
+def _twin_states(cube: Path, names: list[str]) -> np.ndarray:
+    from astrohpc.data.cube import LazyCube, read_meta
+
+    meta = read_meta(cube)
+    table = [v if np.isnan(lev) else f"{v}@{lev:g}" for v, lev in zip(meta.variables, meta.levels)]
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise DataError(f"{cube}: the twin lacks channels {', '.join(missing[:5])}; convert it like the sweep")
+    lazy = LazyCube(cube).prepare()
+    try:
+        states = lazy.read(0, 0, int(meta.time_count[0]))
+    finally:
+        lazy.close()
+    return states[:, [table.index(n) for n in names]].astype(np.float64)
+
+
+def _toa(fields: np.ndarray, names: list[str], area: np.ndarray) -> float | None:
+    """Global-mean net TOA flux, W m-2, positive down (the planet gains energy): `ntr`, else
+    rst + rlut (ExoPlaSim's signs: rst absorbed >= 0, rlut = -outgoing; docs/datacube.md)."""
+    if "ntr" in names:
+        net = fields[names.index("ntr")]
+    elif "rst" in names and "rlut" in names:
+        net = fields[names.index("rst")] + fields[names.index("rlut")]
+    else:
+        return None
+    return float(global_mean(net, area))
+
+
+def _dry_mass_drift(model: Any, first: np.ndarray, last: np.ndarray, static: Any, planet: Any) -> float | None:
+    from astrohpc.physics.grid import global_mean as gm
+    from astrohpc.physics.mass import column_dry_mass
+
+    try:
+        a = model.physics_state(torch.as_tensor(first)[None], static[:1] if static is not None else None)
+        b = model.physics_state(torch.as_tensor(last)[None], static[:1] if static is not None else None)
+        m0 = gm(column_dry_mass(a["ps"], a["hus"], model.grid, planet), model.grid)
+        m1 = gm(column_dry_mass(b["ps"], b["hus"], model.grid, planet), model.grid)
+    except KeyError:
+        return None
+    return float(((m1 - m0) / m0).reshape(-1)[0])
+
+
+def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
+    from astrohpc.data.cube import read_meta
+    from astrohpc.models.ood import ParameterEnvelope
+
+    model, info = _load(cfg)
+    meta = read_meta(info["cube"])
+    view = _Run(info, meta)
+    names = list(info["plan"]["channel_names"])
+    units = [meta.units[c] for c in view.channels]
+    run_index = meta.run_names.index(task["run"])
+    train = [meta.run_names.index(n) for n in info["run_split"]["train"]]
+    area = model.grid.area_weight.double().numpy()
+    truth = view.states(run_index)
+    params, static, planet = view.inputs(run_index)
+    predicted, single = emulate(model, truth, params, static, planet)
+    cost_steps = min(truth.shape[0] - 1, 5)
+    bp, bs, bpl = view.inputs(run_index, cfg.study.cost_batch)
+    _, batched = emulate(model, truth, bp, bs, bpl, batch=cfg.study.cost_batch, steps=cost_steps)
+
+    train_states = {i: view.states(i) for i in train}
+    train_means = np.stack([np.nanmean(s[1:], axis=0) for s in train_states.values()])
+    z_train, z_target = view.z(train), view.z([run_index])[0]
+    nearest = train[base.nearest_run(z_train, z_target)]
+    steps = truth.shape[0]
+    near = train_states[nearest]
+    if near.shape[0] < steps:
+        raise DataError(f"nearest training run {meta.run_names[nearest]} has {near.shape[0]} states, "
+                        f"{task['run']} {steps}: the baseline needs runs of equal length")
+    fields = {"surrogate": predicted[1:], "persistence": base.persistence(truth[0])[None],
+              "climatology": base.climatology(train_means)[None], "nearest_run": near[1:steps],
+              "linear_regression": base.linear_regression(z_train, train_means, z_target)[None]}
+    gcm_cost = None
+    if cfg.study.twin:
+        if not cfg.study.sweep:
+            raise ConfigError("study.twin needs study.sweep (the sweep folder of the cube) to rerun the GCM; "
+                              "set it, or study.twin=false")
+        with tempfile.TemporaryDirectory(dir=study_dir) as work:
+            twin_cube, twin_summary = gcm_twin(cfg, task["run"], Path(work), cfg.study.twin_delta_instellation_W_m2)
+            twin = _twin_states(twin_cube, names)
+        if twin.shape[0] != steps:
+            raise DataError(f"the twin of {task['run']} has {twin.shape[0]} states, the run {steps}")
+        fields["gcm_twin"] = twin[1:]
+        gcm_cost = {"core_s_per_day": twin_summary.get("core_seconds_per_simulated_day"),
+                    "wall_s": twin_summary.get("wall_time_s")}
+
+    gcm_days, gcm_mean = truth[1:], truth[1:].mean(axis=0)
+    methods: dict[str, Any] = {}
+    for name, f in fields.items():
+        rmse, bias = rmse_bias(f, gcm_days, area)
+        mean_f = f.mean(axis=0)
+        m_rmse, m_bias = rmse_bias(mean_f, gcm_mean, area)
+        lead = rmse_by_lead(np.broadcast_to(f, gcm_days.shape), gcm_days, area)
+        methods[name] = {"daily_rmse": rmse.tolist(), "daily_bias": bias.tolist(), "mean_rmse": m_rmse.tolist(),
+                         "mean_bias": m_bias.tolist(),
+                         "pattern_corr": pattern_correlation(np.broadcast_to(mean_f, gcm_mean.shape), gcm_mean,
+                                                             area).tolist(),
+                         "rmse_by_lead": lead.tolist(), "toa_imbalance_W_m2": _toa(mean_f, names, area)}
+    interval_days = float(np.diff(meta.time_days[run_index][:2])[0])
+    per_day = lambda t: t["cpu_s"] / (t["steps"] * t["batch"] * interval_days)  # noqa: E731
+    cost = {"surrogate_core_s_per_day_single": per_day(single), "surrogate_core_s_per_day_batched": per_day(batched),
+            "surrogate_rollout_wall_s": single["wall_s"], "batch": cfg.study.cost_batch,
+            "gcm": gcm_cost, "torch_threads": torch.get_num_threads()}
+    if gcm_cost and gcm_cost["core_s_per_day"]:
+        cost["speedup_single"] = gcm_cost["core_s_per_day"] / cost["surrogate_core_s_per_day_single"]
+        cost["speedup_batched"] = gcm_cost["core_s_per_day"] / cost["surrogate_core_s_per_day_batched"]
+    envelope = ParameterEnvelope.fit(meta.param_matrix(list(info["param_norm"]["names"]))[train],
+                                     list(info["param_norm"]["names"]))
+    outside = envelope.outside(meta.param_matrix(list(info["param_norm"]["names"]))[[run_index]])[0]
+    return {"run": task["run"], "channels": names, "units": units, "days": steps, "interval_days": interval_days,
+            "nearest_run": meta.run_names[nearest], "outside_envelope": outside, "methods": methods,
+            "gcm_toa_imbalance_W_m2": _toa(gcm_mean, names, area),
+            "surrogate_dry_mass_drift": _dry_mass_drift(model, truth[0], predicted[-1], static, planet),
+            "cost": cost}
+
+
+# ---------------------------------------------------------------------------- aggregation
+
+
+def _pick(names: list[str]) -> list[int]:
+    out = []
+    for want in HEADLINE:
+        for i, n in enumerate(names):
+            if n == want or ("@" in want and "@" in n and n.split("@")[0] == want.split("@")[0]
+                             and abs(float(n.split("@")[1]) - float(want.split("@")[1])) < 1e-3):
+                out.append(i)
+                break
+    return out
+
+
+def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """parity.csv (every run, method, channel), headline.csv, summary in the record."""
+    from astrohpc.atomic_write import write_json, write_text
+
+    rows = []
+    for res in results:
+        for method, m in res["methods"].items():
+            twin = res["methods"].get("gcm_twin")
+            for c, (name, unit) in enumerate(zip(res["channels"], res["units"])):
+                row = {"run": res["run"], "outside_envelope": bool(res["outside_envelope"]), "method": method,
+                       "channel": name, "units": unit, "daily_rmse": m["daily_rmse"][c],
+                       "daily_bias": m["daily_bias"][c], "mean_rmse": m["mean_rmse"][c],
+                       "mean_bias": m["mean_bias"][c], "pattern_corr": m["pattern_corr"][c]}
+                if twin is not None:
+                    spread_d, spread_m = twin["daily_rmse"][c], twin["mean_rmse"][c]
+                    row["daily_rmse_over_twin"] = row["daily_rmse"] / spread_d if spread_d else None
+                    row["mean_rmse_over_twin"] = row["mean_rmse"] / spread_m if spread_m else None
+                rows.append(row)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in rows for k in r)), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(study_dir / "parity.csv", buffer.getvalue())
+
+    # headline: per selected channel, the mean over runs of each method's daily and time-mean RMSE
+    names = results[0]["channels"]
+    picks = _pick(names)
+    methods = [m for m in (*METHODS, "gcm_twin") if all(m in r["methods"] for r in results)]
+    headline = []
+    for c in picks:
+        row: dict[str, Any] = {"channel": names[c], "units": results[0]["units"][c]}
+        for m in methods:
+            row[f"{m} daily"] = float(np.mean([r["methods"][m]["daily_rmse"][c] for r in results]))
+            row[f"{m} mean"] = float(np.mean([r["methods"][m]["mean_rmse"][c] for r in results]))
+        baselines = [m for m in methods if m not in ("surrogate", "gcm_twin")]
+        best = min(baselines, key=lambda m: row[f"{m} daily"])
+        row["best baseline (daily)"] = best
+        row["surrogate beats it (daily)"] = row["surrogate daily"] < row[f"{best} daily"]
+        best_mean = min(baselines, key=lambda m: row[f"{m} mean"])
+        row["best baseline (mean)"] = best_mean
+        row["surrogate beats it (mean)"] = row["surrogate mean"] < row[f"{best_mean} mean"]
+        headline.append(row)
+    write_json(study_dir / "headline.json", {"partial": record.get("partial", False), "rows": headline,
+                                            "runs": [r["run"] for r in results]})
+    costs = [r["cost"] for r in results]
+    summary = {
+        "runs": [{"run": r["run"], "outside_envelope": r["outside_envelope"], "nearest_run": r["nearest_run"],
+                  "days": r["days"], "gcm_toa_imbalance_W_m2": r["gcm_toa_imbalance_W_m2"],
+                  "surrogate_toa_imbalance_W_m2": r["methods"]["surrogate"]["toa_imbalance_W_m2"],
+                  "surrogate_dry_mass_drift": r["surrogate_dry_mass_drift"]} for r in results],
+        "surrogate_core_s_per_day_single": float(np.median([c["surrogate_core_s_per_day_single"] for c in costs])),
+        "surrogate_core_s_per_day_batched": float(np.median([c["surrogate_core_s_per_day_batched"] for c in costs])),
+    }
+    gcm = [c["gcm"]["core_s_per_day"] for c in costs if c.get("gcm") and c["gcm"].get("core_s_per_day")]
+    if gcm:
+        summary["gcm_core_s_per_day"] = float(np.median(gcm))
+        summary["speedup_single"] = summary["gcm_core_s_per_day"] / summary["surrogate_core_s_per_day_single"]
+        summary["speedup_batched"] = summary["gcm_core_s_per_day"] / summary["surrogate_core_s_per_day_batched"]
+    write_json(study_dir / "summary.json", summary)
+    return {"table": str(study_dir / "parity.csv"), "headline": str(study_dir / "headline.json"),
+            "summary": str(study_dir / "summary.json")}

@@ -1,0 +1,40 @@
+"""The `study:` config section: what a study evaluates and how it is split into tasks.
+
+Strict like every section. A study reads a trained surrogate (`model`: an `export/best.pt` or
+`export/last.pt` of `astrohpc train`) and the cube it was trained on (recorded in the export);
+its held-out runs are `runs` (default: the training run's test runs — whole runs the trainer
+never read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class StudySettings:
+    """model: exported weights to study. sweep: the sweep folder that produced the cube (parity's
+    GCM twin runs use its task configs and spin-up restart). runs: run names to study (default:
+    the export's test runs). twin: run a GCM twin of each studied run, identical but for
+    `twin_delta_instellation_W_m2`, as the GCM's own noise floor. cost_batch: initial states per
+    batch in the surrogate's batched cost measurement. rollout_steps / initial_conditions /
+    segment_steps: the rollout study (steps per initial condition, how many per run, steps per
+    restartable segment)."""
+
+    model: Optional[str] = None
+    sweep: Optional[str] = None
+    runs: list[str] = field(default_factory=list)
+    twin: bool = True
+    twin_delta_instellation_W_m2: float = 1e-3
+    cost_batch: int = 8
+    rollout_steps: int = 10000
+    initial_conditions: int = 2
+    segment_steps: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.cost_batch < 1 or self.rollout_steps < 1 or self.initial_conditions < 1 or self.segment_steps < 1:
+            raise ValueError("study.cost_batch, rollout_steps, initial_conditions and segment_steps must be >= 1")
+        if not self.twin_delta_instellation_W_m2 > 0:
+            raise ValueError(f"study.twin_delta_instellation_W_m2 must be > 0, got "
+                             f"{self.twin_delta_instellation_W_m2}")

@@ -1,0 +1,169 @@
+"""The parity study on the real smoke cube: a trained emulator, one held-out run, the baselines
+computed independently here, aggregation of complete and incomplete task sets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from astrohpc.config import Config, from_dict, load_config
+from astrohpc.data.cube import LazyCube, read_meta
+from astrohpc.studies import baselines as base
+from astrohpc.studies.execute import aggregate_study, plan_study, run_local
+from astrohpc.studies.scores import rmse_bias
+from astrohpc.studies.tasks import status, task_dir
+from astrohpc.train.trainer import train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(physics_cube, tmp_path_factory):
+    """An emulator trained on run 0 of the smoke cube; run 1 held out as its test run."""
+    root = tmp_path_factory.mktemp("parity")
+    names = read_meta(physics_cube).run_names
+    cfg = from_dict(Config, {"run": {"root": str(root), "name": "train", "seed": 1},
+                             "model": {"task": "emulator", "architecture": "unet", "unet": {"width": 4, "depth": 1}},
+                             "train": {"cube": str(physics_cube), "test_runs": [names[1]], "epochs": 2,
+                                       "batch_size": 2, "checkpoint_every": 0}}, source="test")
+    train(cfg)
+    return root / "train" / "export" / "last.pt"
+
+
+def _study_cfg(root, model, **study):
+    return from_dict(Config, {"run": {"root": str(root), "name": "parity"},
+                              "study": {"model": str(model), "twin": False, **study}}, source="test")
+
+
+def test_baselines_by_hand():
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(3, 2, 4, 5))
+    z = np.array([[0.0, 1.0, 5.0], [1.0, 1.0, 5.0], [2.0, 1.0, 5.0]])  # only the first parameter varies
+    assert base.nearest_run(z, np.array([1.4, -9.0, 0.0])) == 1  # constant parameters are ignored
+    np.testing.assert_allclose(base.climatology(means), means.mean(axis=0))
+    # an exactly linear field is recovered; 3 runs, 1 varying parameter
+    linear = 2.0 + 3.0 * z[:, 0, None, None, None] * np.ones((3, 2, 4, 5))
+    np.testing.assert_allclose(base.linear_regression(z, linear, np.array([4.0, 0, 0])), 14.0 * np.ones((2, 4, 5)))
+
+
+def test_parity_task_scores_and_aggregation(trained, physics_cube, tmp_path):
+    cfg = _study_cfg(tmp_path, trained)
+    folder = plan_study("parity", cfg)
+    study = json.loads((folder / "study.json").read_text())
+    meta = read_meta(physics_cube)
+    assert [t["run"] for t in study["tasks"]] == [meta.run_names[1]]
+    assert [s for _, s, _ in run_local(folder)] == ["finished"]
+    result = json.loads((task_dir(folder, 0) / "result.json").read_text())
+    assert set(result["methods"]) == {"surrogate", "persistence", "climatology", "nearest_run", "linear_regression"}
+    assert result["nearest_run"] == meta.run_names[0]
+
+    # persistence and climatology recomputed here from the cube
+    names = result["channels"]
+    ts = names.index("ts")
+    cube = LazyCube(physics_cube).prepare()
+    plan_channels = [meta.channels_of([v]) for v in dict.fromkeys(n.split("@")[0] for n in names)]
+    channels = np.concatenate(plan_channels)
+    truth = cube.read(1, 0, int(meta.time_count[1]))[:, channels].astype(np.float64)
+    train_run = cube.read(0, 0, int(meta.time_count[0]))[:, channels].astype(np.float64)
+    from astrohpc.physics.grid import SphereGrid
+
+    area = SphereGrid.from_meta(meta).area_weight.double().numpy()
+    rmse, bias = rmse_bias(truth[0][None], truth[1:], area)
+    assert result["methods"]["persistence"]["daily_rmse"][ts] == pytest.approx(rmse[ts], rel=1e-9)
+    clim = train_run[1:].mean(axis=0)
+    m_rmse, _ = rmse_bias(clim, truth[1:].mean(axis=0), area)
+    assert result["methods"]["climatology"]["mean_rmse"][ts] == pytest.approx(m_rmse[ts], rel=1e-9)
+    assert result["units"][ts] == "K"
+    assert result["cost"]["surrogate_core_s_per_day_single"] > 0
+    assert abs(result["surrogate_dry_mass_drift"]) < 1e-10  # the dry-mass corrector, float64
+
+    record = aggregate_study(folder)
+    assert record["complete"] and Path(record["outputs"]["table"]).is_file()
+    head = json.loads(Path(record["outputs"]["headline"]).read_text())
+    row = next(r for r in head["rows"] if r["channel"] == "ts")
+    assert row["persistence daily"] == pytest.approx(rmse[ts], rel=1e-9)
+    assert row["surrogate beats it (daily)"] == (row["surrogate daily"] < row[f"{row['best baseline (daily)']} daily"])
+
+
+def test_aggregation_lists_missing_and_failed_tasks(trained, physics_cube, tmp_path):
+    meta = read_meta(physics_cube)
+    cfg = _study_cfg(tmp_path, trained, runs=[meta.run_names[1], meta.run_names[1]])
+    folder = plan_study("parity", cfg)
+    (task_dir(folder, 1)).mkdir(parents=True)
+    (task_dir(folder, 1) / "failed.json").write_text(json.dumps({"reason": "OOM: killed"}))
+    state = status(folder)
+    assert state["missing"] == [0] and state["failed"] == {1: "OOM: killed"}
+    record = aggregate_study(folder)
+    assert record["complete"] is False and record["outputs"] is None and record["missing"] == [0]
+    assert not (folder / "parity.csv").exists()  # nothing averaged over a partial set
+    done = subprocess.run([sys.executable, "-m", "astrohpc", "study", "status", str(folder)], capture_output=True,
+                          text=True, cwd=REPO)
+    assert done.returncode == 1 and "task 1 failed: OOM: killed" in done.stdout and "missing: 0" in done.stdout
+    # running again runs only the unfinished tasks (both here), then the aggregation is complete
+    assert sorted(i for i, s, _ in run_local(folder)) == [0, 1]
+    assert list(run_local(folder)) == []
+    assert aggregate_study(folder)["complete"]
+
+
+def test_training_runs_are_refused(trained, physics_cube, tmp_path):
+    from astrohpc.errors import ConfigError
+
+    cfg = _study_cfg(tmp_path, trained, runs=[read_meta(physics_cube).run_names[0]])
+    with pytest.raises(ConfigError, match="held-out runs only"):
+        plan_study("parity", cfg)
+
+
+def test_cli_dry_run_lists_tasks_and_scripts(trained, tmp_path):
+    path = tmp_path / "parity.yaml"
+    path.write_text(f"run: {{name: p, root: {tmp_path}}}\nstudy: {{model: {trained}, twin: false}}\n")
+    load_config(path)
+    done = subprocess.run([sys.executable, "-m", "astrohpc", "study", "parity", str(path), "--dry-run"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "task 0:" in done.stdout and "#SBATCH --array=0" in done.stdout and "study aggregate" in done.stdout
+
+
+@pytest.mark.exoplasim
+def test_parity_with_the_gcm_twin_on_a_real_sweep(smoke_gcm_run, tmp_path):
+    """A 3-run smoke sweep (5 days), an emulator trained on 2 runs, parity on the third with its
+    GCM twin (instellation + 1e-3 W m-2): the twin is close to the run (the noise floor is small
+    but not zero), every RMSE has its ratio to the twin, and ExoPlaSim's cost is measured here."""
+    from astrohpc.data.stats import run_stats
+    from astrohpc.gcm.manifest import aggregate
+    from astrohpc.gcm.sweep import plan_sweep, write_plan
+    from astrohpc.gcm.sweep import run_local as run_sweep
+
+    points = "[{planet.instellation_W_m2: 1250}, {planet.instellation_W_m2: 1320}, {planet.instellation_W_m2: 1400}]"
+    gcm = load_config(REPO / "configs" / "gcm" / "smoke.yaml", [f"run.root={tmp_path}", "run.name=sw",
+                                                                 "sweep.design=list", "gcm.days=5",
+                                                                 f"sweep.points={points}"])
+    plan = plan_sweep(gcm)
+    write_plan(plan, gcm)
+    assert all(r[1] == "finished" for r in run_sweep(plan.sweep_dir, workers=2))
+    aggregate(plan.sweep_dir)
+    cube = plan.sweep_dir / "datacube.h5"
+    run_stats(cube)
+    names = read_meta(cube).run_names
+    cfg = from_dict(Config, {"run": {"root": str(tmp_path), "name": "train"},
+                             "model": {"task": "emulator", "architecture": "unet", "unet": {"width": 4, "depth": 1}},
+                             "train": {"cube": str(cube), "test_runs": [names[1]], "validation_fraction": 0.0,
+                                       "epochs": 1, "batch_size": 2, "checkpoint_every": 0}}, source="test")
+    train(cfg)
+    study = _study_cfg(tmp_path, tmp_path / "train" / "export" / "last.pt", twin=True, sweep=str(plan.sweep_dir))
+    folder = plan_study("parity", study)
+    assert [s for _, s, r in run_local(folder)] == ["finished"], status(folder)
+    result = json.loads((task_dir(folder, 0) / "result.json").read_text())
+    ts = result["channels"].index("ts")
+    twin = result["methods"]["gcm_twin"]
+    assert 0 < twin["daily_rmse"][ts] < result["methods"]["persistence"]["daily_rmse"][ts]
+    assert result["cost"]["gcm"]["core_s_per_day"] > 0 and result["cost"]["speedup_single"] > 0
+    assert abs(result["gcm_toa_imbalance_W_m2"]) < 150  # net TOA flux, positive down, W m-2
+    record = aggregate_study(folder)
+    with open(record["outputs"]["table"]) as f:
+        header = f.readline()
+    assert "daily_rmse_over_twin" in header

@@ -16,20 +16,20 @@ t0=$(date +%s)
 stage() { echo; echo "=== [demo +$(( $(date +%s) - t0 ))s] $*"; }
 note() { echo "$*" | tee -a "$SUMMARY"; }
 
-stage "1/8 local Slurm cluster (tools/local-slurm.sh)"
+stage "1/9 local Slurm cluster (tools/local-slurm.sh)"
 bash tools/local-slurm.sh start
 eval "$(bash tools/local-slurm.sh env)"
 note "cluster: $(sinfo -h -o '%P %D node(s) %T, %c CPUs')"
 
-stage "2/8 astrohpc doctor"
+stage "2/9 astrohpc doctor"
 $A doctor --require slurm,exoplasim
 note "doctor: every required component present"
 
-stage "3/8 compile the reference GCM once (cached; array tasks never compile)"
+stage "3/9 compile the reference GCM once (cached; array tasks never compile)"
 $A gcm build
 note "gcm build: ExoPlaSim ready"
 
-stage "4/8 GCM sweep: spin-up job, then a Slurm job array + aggregation job (manifest + HDF5 datacubes)"
+stage "4/9 GCM sweep: spin-up job, then a Slurm job array + aggregation job (manifest + HDF5 datacubes)"
 $A gcm sweep configs/gcm/demo.yaml "run.root=$DEMO" --submit --wait --timeout 1800
 SWEEP=$DEMO/demo
 CUBE=$SWEEP/datacube.h5
@@ -46,23 +46,39 @@ print(f"{m.shape[0]} runs x {m.shape[1]} days x {m.shape[2]} channels ({', '.joi
 PY
 )"
 
-stage "5/8 normalisation statistics, 2 MPI ranks (mpirun -n 2 astrohpc data stats)"
+stage "5/9 normalisation statistics, 2 MPI ranks (mpirun -n 2 astrohpc data stats)"
 mpirun -n 2 $A data stats "$CUBE"
 note "stats: area-weighted, whole cube and per run, in ${CUBE%.h5}.stats.h5"
 
-stage "6/8 train the surrogate: 2-rank DDP under srun on the local Slurm, preempted by a signal mid-run, requeued, resumed"
+stage "6/9 train the surrogate: 2-rank DDP under srun on the local Slurm, preempted by a signal mid-run, requeued, resumed"
 TRAIN=$DEMO/train
 TRAINED=$(.venv/bin/python tools/demo_train.py configs/train/demo.yaml "run.root=$DEMO" "train.cube=$CUBE" --signal-after 30)
 echo "$TRAINED"
 note "train: $(.venv/bin/python -c "import json,sys; r=json.loads(sys.argv[1]); print('reused finished run' if 'reused' in r else f\"job {r['job_id']}: USR1 at step {r['signal_at_step']}, requeued {r['restarts']}x, resumed={r['resumed']}, {r['status']} at step {r['step']} on {r['world_size']} ranks\"); print('       weights:', ', '.join(r['exports'].values()))" "$TRAINED")"
 
-stage "7/8 reader benchmark on the demo cube (independent/collective, 1 and 2 ranks, vs baselines)"
+stage "7/9 GCM parity study as a Slurm array (one task per held-out run, each with a GCM twin) + aggregation job"
+$A study parity configs/study/parity_demo.yaml "run.root=$DEMO" "study.model=$TRAIN/export/best.pt" \
+  "study.sweep=$SWEEP" --submit --wait --timeout 1800
+note "parity: $(.venv/bin/python - "$DEMO/parity" <<'PY'
+import json, sys
+folder = sys.argv[1]
+head = json.load(open(f"{folder}/headline.json"))
+summary = json.load(open(f"{folder}/summary.json"))
+ts = next(r for r in head["rows"] if r["channel"] == "ts")
+base = ts["best baseline (daily)"]
+print(f"daily ts RMSE over runs {', '.join(head['runs'])}: surrogate {ts['surrogate daily']:.2f} K, best baseline "
+      f"({base}) {ts[base + ' daily']:.2f} K, GCM twin {ts.get('gcm_twin daily', float('nan')):.2f} K; "
+      f"speed-up vs ExoPlaSim {summary.get('speedup_batched', float('nan')):.0f}x (batched)")
+PY
+)"
+
+stage "8/9 reader benchmark on the demo cube (independent/collective, 1 and 2 ranks, vs baselines)"
 rm -rf "$DEMO/bench" && mkdir -p "$DEMO/bench"
 $A data bench "$CUBE" --input-steps 1 --target-steps 1 --passes 2 --bytes 5e8 --out "$DEMO/bench"
 note "bench: $(ls "$DEMO"/bench/*.json)"
 
-stage "8/8 report"
-REPORT=$($A report sweep "$SWEEP" -o "$DEMO/report" --bench "$DEMO"/bench/*.json --train "$TRAIN" \
+stage "9/9 report"
+REPORT=$($A report sweep "$SWEEP" -o "$DEMO/report" --bench "$DEMO"/bench/*.json --train "$TRAIN" --study "$DEMO/parity" \
   --note "Each run branches from one 360-day spin-up of an Earth-like aquaplanet and runs 30 days with its own rotation period and instellation. The table 'Distance from equilibrium' says how far each still is from balance.")
 note "report: $REPORT"
 

@@ -107,7 +107,8 @@ def bench_rows(bench_files: Iterable[Path]) -> list[dict[str, Any]]:
 
 
 def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, bench_files: Iterable[Path] = (),
-                       notes: Iterable[str] = (), train_dirs: Iterable[Path] = ()) -> Path:
+                       notes: Iterable[str] = (), train_dirs: Iterable[Path] = (),
+                       study_dirs: Iterable[Path] = ()) -> Path:
     """Write report.md (+ PNG figures) for the sweep in `sweep_dir` into `out_dir`, with a training
     section for each training run directory in `train_dirs`."""
     sweep_dir, out_dir = Path(sweep_dir), Path(out_dir)
@@ -171,6 +172,10 @@ def build_sweep_report(sweep_dir: str | Path, out_dir: str | Path, bench_files: 
         from astrohpc.analysis.train_report import add_training_section
 
         add_training_section(report, train_dir)
+    for study_dir in study_dirs:
+        from astrohpc.analysis.study_sections import add_study_section
+
+        add_study_section(report, study_dir)
     rows = bench_rows(bench_files)
     if rows:
         report.heading("Benchmarks")

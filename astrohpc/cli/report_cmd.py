@@ -15,6 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--note", action="append", default=[], help="a paragraph to add (repeatable)")
     sweep.add_argument("--train", action="append", default=[], metavar="RUN_DIR",
                        help="a training run directory to report on (repeatable)")
+    sweep.add_argument("--study", action="append", default=[], metavar="STUDY_DIR",
+                       help="a study folder (parity, ...) to report on (repeatable)")
     sweep.set_defaults(func=_sweep)
 
 
@@ -25,5 +27,5 @@ def _sweep(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.sweep_dir) / "report"
     print(build_sweep_report(args.sweep_dir, out, [Path(b) for b in args.bench], args.note,
-                             [Path(t) for t in args.train]))
+                             [Path(t) for t in args.train], [Path(d) for d in args.study]))
     return 0

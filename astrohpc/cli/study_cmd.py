@@ -58,6 +58,7 @@ def _study(args: argparse.Namespace) -> int:
     from astrohpc.studies.tasks import load_study, status
 
     cfg = load_config(args.config, args.overrides)
+    _absolute(cfg)
     folder = plan_study(args.kind, cfg)
     if args.task_id is not None:
         result = run_task(folder, args.task_id)
@@ -101,6 +102,17 @@ def _study(args: argparse.Namespace) -> int:
     wait_for(job_ids(record), timeout_s=args.timeout, poll_s=2.0)
     _print_status(folder)
     return _report(json.loads((folder / "aggregate.json").read_text()), folder)
+
+
+def _absolute(cfg) -> None:
+    """Paths a task reads, made absolute: array tasks may start in another directory."""
+    from pathlib import Path
+
+    cfg.run.root = str(Path(cfg.run.root).resolve())
+    for key in ("model", "sweep"):
+        value = getattr(cfg.study, key)
+        if value:
+            setattr(cfg.study, key, str(Path(value).resolve()))
 
 
 def _report(record: dict, folder) -> int:

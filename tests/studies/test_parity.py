@@ -89,6 +89,17 @@ def test_parity_task_scores_and_aggregation(trained, physics_cube, tmp_path):
     assert row["persistence daily"] == pytest.approx(rmse[ts], rel=1e-9)
     assert row["surrogate beats it (daily)"] == (row["surrogate daily"] < row[f"{row['best baseline (daily)']} daily"])
 
+    # the report section is read from these files: the ts row carries the same numbers
+    from astrohpc.analysis.markdown import MarkdownReport
+    from astrohpc.analysis.study_sections import add_study_section
+
+    report = MarkdownReport(tmp_path / "report", "t")
+    add_study_section(report, folder)
+    text = report.write().read_text()
+    assert f"| ts | K | {row['surrogate daily']:.4g} | {row['surrogate mean']:.4g} | {row['persistence daily']:.4g} |" \
+        in text
+    assert (tmp_path / "report" / "parity_lead.png").is_file()
+
 
 def test_aggregation_lists_missing_and_failed_tasks(trained, physics_cube, tmp_path):
     meta = read_meta(physics_cube)

@@ -1,0 +1,101 @@
+"""The GCM-parity section of a report, from a parity study folder (astrohpc.studies.parity).
+
+Read from the study's files only (aggregate.json, headline.json, summary.json, the task results):
+the table of selected channels with every method's RMSE beside the surrogate's and the GCM
+twin's spread (the floor), which method wins, the per-run diagnostics (training envelope, net TOA
+flux, dry-mass drift), the cost per simulated planet-day measured in the same tasks, and the RMSE
+of surface temperature by lead day. An incomplete study is reported as incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrohpc.analysis.markdown import MarkdownReport
+
+LABELS = {"surrogate": "surrogate", "persistence": "persistence", "climatology": "training climatology",
+          "nearest_run": "nearest training run", "linear_regression": "linear regression", "gcm_twin": "GCM twin"}
+
+
+def _plot_lead(report: MarkdownReport, results: list[dict[str, Any]], channel: str = "ts") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.8), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        c = res["channels"].index(channel)
+        for method, m in res["methods"].items():
+            lead = np.asarray(m["rmse_by_lead"])[:, c]
+            days = (np.arange(len(lead)) + 1) * res["interval_days"]
+            ax.plot(days, lead, label=LABELS.get(method, method), lw=2 if method == "surrogate" else 1,
+                    ls="--" if method == "gcm_twin" else "-")
+        where = "outside" if res["outside_envelope"] else "inside"
+        ax.set_title(f"{res['run']} ({where} the training envelope)", fontsize=9)
+        ax.set_xlabel("lead time [days]")
+        ax.set_ylabel(f"area-weighted RMSE of {channel} [{res['units'][c]}]")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    report.figure(fig, "parity_lead", f"RMSE of daily {channel} against the GCM by lead day on each held-out run: "
+                                      "the surrogate rolled out from the GCM's initial state, the baselines, and "
+                                      "the GCM twin (instellation + 1e-3 W m-2), the floor no surrogate can beat")
+    plt.close(fig)
+
+
+def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
+    study_dir = Path(study_dir)
+    report.heading("GCM parity on held-out runs")
+    aggregate = study_dir / "aggregate.json"
+    if not aggregate.is_file():
+        report.paragraph(f"No aggregation in `{study_dir}` (the study did not run).")
+        return
+    record = json.loads(aggregate.read_text())
+    if not record.get("outputs"):
+        report.paragraph(f"The parity study in `{study_dir}` is **incomplete** and was not aggregated: failed "
+                         f"{record['failed'] or 'none'}, missing {record['missing'] or 'none'}.")
+        return
+    head = json.loads(Path(record["outputs"]["headline"]).read_text())
+    summary = json.loads(Path(record["outputs"]["summary"]).read_text())
+    results = [json.loads((study_dir / "tasks" / f"{i:04d}" / "result.json").read_text()) for i in record["finished"]]
+    partial = " **Partial: not every task finished.**" if record.get("partial") else ""
+    report.paragraph(
+        f"Held-out runs {', '.join(head['runs'])} (whole runs; the trainer never read them).{partial} The surrogate "
+        "is rolled out from each run's initial GCM state for the whole run (one step per day, the hard correctors "
+        "on, float64 states, the GCM's own insolation as forcing). Area-weighted RMSE in physical units, averaged "
+        "over the runs: 'daily' pools every day of the run, 'mean' compares the time means. The GCM twin differs "
+        "from the run only by +1e-3 W m-2 of instellation: its distance is the run's own internal variability.")
+    columns = ["channel", "units"]
+    for m in ("surrogate", "persistence", "climatology", "nearest_run", "linear_regression", "gcm_twin"):
+        if any(k.startswith(f"{m} ") for k in head["rows"][0]):
+            columns += [f"{m} daily", f"{m} mean"]
+    columns += ["best baseline (daily)", "surrogate beats it (daily)", "best baseline (mean)",
+                "surrogate beats it (mean)"]
+    report.table(head["rows"], columns)
+    wins = sum(bool(r["surrogate beats it (daily)"]) for r in head["rows"])
+    report.paragraph(f"The surrogate beats the best baseline on daily states in {wins} of {len(head['rows'])} "
+                     "selected channels" + (" — it loses on the others, as the table shows." if wins < len(head["rows"])
+                                            else "."))
+    report.table([{"run": r["run"], "outside training envelope": ", ".join(r["outside_envelope"]) or "no",
+                   "nearest training run": r["nearest_run"], "days": r["days"],
+                   "GCM net TOA flux [W m-2]": r["gcm_toa_imbalance_W_m2"],
+                   "surrogate net TOA flux [W m-2]": r["surrogate_toa_imbalance_W_m2"],
+                   "surrogate dry-mass drift (relative)": r["surrogate_dry_mass_drift"]} for r in summary["runs"]])
+    cost = [{"figure": "surrogate core-s per simulated planet-day, batch 1",
+             "value": summary["surrogate_core_s_per_day_single"]},
+            {"figure": f"surrogate core-s per simulated planet-day, batch {results[0]['cost']['batch']}",
+             "value": summary["surrogate_core_s_per_day_batched"]}]
+    if "gcm_core_s_per_day" in summary:
+        cost += [{"figure": "ExoPlaSim core-s per simulated day (the twin runs, same tasks)",
+                  "value": summary["gcm_core_s_per_day"]},
+                 {"figure": "speed-up, batch 1", "value": summary["speedup_single"]},
+                 {"figure": "speed-up, batched", "value": summary["speedup_batched"]}]
+    report.heading("Cost per simulated planet-day", 3)
+    report.table(cost)
+    report.paragraph("Core-seconds are CPU time of the process, measured in the same study tasks on the same "
+                     "machine; the surrogate steps one output interval (a day), ExoPlaSim every model time step.")
+    _plot_lead(report, results)

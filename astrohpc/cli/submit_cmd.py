@@ -1,4 +1,4 @@
-"""`astrohpc submit train|sweep CONFIG [KEY=VALUE ...] [resources] [--dry-run] [--via sbatch|submitit]`.
+"""`astrohpc submit train|sweep|study CONFIG [KEY=VALUE ...] [resources] [--dry-run] [--via sbatch|submitit]`.
 
 Resources come from the config's `slurm:` section (a cluster profile it extends, or `--cluster
 NAME` = configs/cluster/NAME.yaml applied on top), then from the options here. `--dry-run`
@@ -24,8 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     verbs = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
     for what, helptext in (("train", "multi-node DDP training: one srun task per GPU, requeued on preemption"),
                            ("sweep", "the GCM sweep: [spin-up ->] job arrays (split at MaxArraySize) -> "
-                                     "aggregation")):
+                                     "aggregation"),
+                           ("study", "a study (--kind parity, ...): task arrays -> afterany aggregation job; "
+                                     "only unfinished tasks are submitted")):
         p = verbs.add_parser(what, help=helptext)
+        if what == "study":
+            from astrohpc.studies.kinds import KINDS
+
+            p.add_argument("--kind", required=True, choices=sorted(KINDS), help="which study")
         p.add_argument("config", help="YAML config")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
         p.add_argument("--cluster", default=None, metavar="NAME",
@@ -90,6 +96,14 @@ def _submit(args: argparse.Namespace) -> int:
     from astrohpc.errors import ConfigError
 
     cfg = load_config(args.config, _overrides(args))
+    if args.what == "study":
+        if args.via != "sbatch" or args.dependency:
+            raise ConfigError("submit study: --via submitit and --dependency are for training jobs")
+        from astrohpc.cli.study_cmd import _study
+
+        return _study(argparse.Namespace(kind=args.kind, config=args.config, overrides=_overrides(args),
+                                         task_id=None, dry_run=args.dry_run, local=False, submit=True, wait=False,
+                                         timeout=0.0))
     if args.what == "sweep":
         if args.via != "sbatch" or args.dependency:
             raise ConfigError("submit sweep: --via submitit and --dependency are for training jobs; a sweep is "

@@ -67,6 +67,21 @@ def test_cpu_ranks_container_and_quoting(tmp_path):
     assert "'/r/my runs/config.yaml'" in srun  # shell-quoted
 
 
+def test_injected_shell_strings_stay_literal(tmp_path):
+    import shlex
+
+    evil = "/r/$(touch pwned); rm -rf ~ `id`/config.yaml"
+    cfg = gpu_cfg(tmp_path, "slurm.setup=[]")
+    text = render_train(cfg, Path(evil), Path("/r"))
+    srun = next(line for line in text.splitlines() if line.startswith("srun"))
+    assert shlex.split(srun)[-2] == str(Path(evil).resolve())  # one literal argument
+    done = subprocess.run(["bash", "-c", srun.replace("srun --kill-on-bad-exit=1", "printf '%s\\n'", 1)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert str(Path(evil).resolve()) in done.stdout.splitlines() and not (tmp_path / "pwned").exists()
+    with pytest.raises(SlurmError):  # a run name with shell syntax cannot reach the --output directive
+        render_train(gpu_cfg(tmp_path, "run.name=x;id"), Path("/r/c.yaml"), Path("/r/x;id"))
+
+
 def test_bad_options_name_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="'B:' sends the signal only to the batch shell"):
         render_train(gpu_cfg(tmp_path, "train.signal=B:USR1@60"), Path("/r/c.yaml"), Path("/r"))

@@ -9,5 +9,6 @@ writing one result file atomically; an aggregation job collects them into tables
     baselines.py  persistence, training climatology, nearest training run, linear regression on parameters
     scores.py     area-weighted RMSE, bias and pattern correlation per channel, of states and of time means
     parity.py     GCM parity of a surrogate on held-out runs, beside the baselines and the GCM's twin spread
+    ablation.py   each component's worth: variants trained without it, paired with the full model by seed
     rollout.py    long batched rollouts with divergence detection and drift diagnostics
 """

@@ -16,6 +16,7 @@ from astrohpc.errors import ConfigError
 
 KINDS = {
     "parity": "astrohpc.studies.parity",
+    "ablation": "astrohpc.studies.ablation",
 }
 
 

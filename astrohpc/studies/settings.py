@@ -20,7 +20,10 @@ class StudySettings:
     `twin_delta_instellation_W_m2`, as the GCM's own noise floor. cost_batch: initial states per
     batch in the surrogate's batched cost measurement. rollout_steps / initial_conditions /
     segment_steps: the rollout study (steps per initial condition, how many per run, steps per
-    restartable segment)."""
+    restartable segment). components / seeds: the ablation study — named ablations of the
+    model/train sections (astrohpc.studies.ablation; empty: every one that applies to this config)
+    and the seeds each variant and the full model are trained with, paired by seed (at least 2,
+    distinct; fewer than 3 leaves the statistics weak and the aggregation says so)."""
 
     model: Optional[str] = None
     sweep: Optional[str] = None
@@ -31,6 +34,8 @@ class StudySettings:
     rollout_steps: int = 10000
     initial_conditions: int = 2
     segment_steps: int = 1000
+    components: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
 
     def __post_init__(self) -> None:
         if self.cost_batch < 1 or self.rollout_steps < 1 or self.initial_conditions < 1 or self.segment_steps < 1:
@@ -38,3 +43,9 @@ class StudySettings:
         if not self.twin_delta_instellation_W_m2 > 0:
             raise ValueError(f"study.twin_delta_instellation_W_m2 must be > 0, got "
                              f"{self.twin_delta_instellation_W_m2}")
+        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"study.seeds must hold at least 2 distinct seeds (the ablation pairs variants with the "
+                             f"full model by seed), got {self.seeds}")
+        repeated = sorted({c for c in self.components if self.components.count(c) > 1})
+        if repeated:
+            raise ValueError(f"study.components: {', '.join(repeated)} given more than once")

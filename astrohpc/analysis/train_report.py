@@ -94,7 +94,8 @@ def add_training_section(report: MarkdownReport, run_dir: str | Path) -> None:
     logs = "".join(p.read_text(errors="replace") for p in sorted((run_dir / "logs").glob("*.out")))
     restarts = logs.count("astrohpc: train job") - 1
     if restarts > 0:
-        resumed = [line.split("resumed from ", 1)[1] for line in logs.splitlines() if "resumed from " in line]
+        resumed = list(dict.fromkeys(line.split("resumed from ", 1)[1] for line in logs.splitlines()
+                                     if "resumed from " in line))  # every rank logs it
         report.paragraph(f"The job was preempted (signal) and requeued {restarts} time(s); it resumed from "
                          f"{'; '.join(resumed) or 'its newest checkpoint'} and finished in the same run "
                          "directory.")

@@ -10,5 +10,6 @@ writing one result file atomically; an aggregation job collects them into tables
     scores.py     area-weighted RMSE, bias and pattern correlation per channel, of states and of time means
     parity.py     GCM parity of a surrogate on held-out runs, beside the baselines and the GCM's twin spread
     ablation.py   each component's worth: variants trained without it, paired with the full model by seed
-    rollout.py    long batched rollouts with divergence detection and drift diagnostics
+    rollout.py    long batched rollouts with divergence detection and drift diagnostics (the engine)
+    rollout_study.py  the rollout study: one task per held-out run, restartable, drift/ADF/Lyapunov/climatology
 """

@@ -17,6 +17,7 @@ from astrohpc.errors import ConfigError
 KINDS = {
     "parity": "astrohpc.studies.parity",
     "ablation": "astrohpc.studies.ablation",
+    "rollout": "astrohpc.studies.rollout_study",
 }
 
 

@@ -178,3 +178,47 @@ def test_parity_with_the_gcm_twin_on_a_real_sweep(smoke_gcm_run, tmp_path):
     with open(record["outputs"]["table"]) as f:
         header = f.readline()
     assert "daily_rmse_over_twin" in header
+
+
+def test_rollout_study_runs_restarts_and_aggregates(trained, tmp_path, monkeypatch):
+    """The rollout kind on the held-out run: 2 initial conditions + a twin, 60 steps in segments
+    of 20; a task killed after its first segment continues from its saved state to the same end."""
+    from astrohpc.studies import rollout as engine
+
+    cfg = _study_cfg(tmp_path, trained, rollout_steps=60, segment_steps=20, initial_conditions=2)
+    folder = plan_study("rollout", cfg)
+    calls = {"n": 0}
+    original = engine.rollout
+
+    def dies_after_one_segment(*args, **kwargs):
+        save = kwargs["on_segment"]
+
+        def on_segment(state):
+            save(state)
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise KeyboardInterrupt("killed")  # what a preemption does to the process
+
+        return original(*args, **{**kwargs, "on_segment": on_segment})
+
+    monkeypatch.setattr(engine, "rollout", dies_after_one_segment)
+    with pytest.raises(KeyboardInterrupt):
+        from astrohpc.studies.execute import run_task
+
+        run_task(folder, 0)
+    assert (task_dir(folder, 0) / "rollout_state.pt").is_file()
+    assert [s for _, s, _ in run_local(folder)] == ["finished"]
+    result = json.loads((task_dir(folder, 0) / "result.json").read_text())
+    assert len(result["members"]) == 3 and result["steps"] == 60
+    assert not (task_dir(folder, 0) / "rollout_state.pt").exists()
+    for m in result["members"]:
+        assert m["dry_mass_max_rel_error"] is None or m["dry_mass_max_rel_error"] < 1e-9
+        assert 0 <= m["steps_without_divergence"] <= 60
+    import xarray as xr
+
+    with xr.open_dataset(result["netcdf"]) as ds:
+        assert ds["ts"].attrs["units"] == "K" and ds.sizes["step"] == 60 and ds.sizes["member"] == 3
+    record = aggregate_study(folder)
+    assert record["complete"]
+    summary = json.loads(Path(record["outputs"]["summary"]).read_text())
+    assert summary["members"] == 3 and summary["steps"] == 60

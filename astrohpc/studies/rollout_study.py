@@ -1,0 +1,162 @@
+"""The rollout study: long autoregressive rollouts of a trained emulator, one task per held-out run.
+
+A task rolls out `study.initial_conditions` GCM states of the run (evenly spaced days), batched,
+plus a twin of the first whose surface temperature is raised by 1e-4 K everywhere, for
+`study.rollout_steps` steps (10,000 by default) with the orbit's insolation as forcing
+(astrohpc.studies.rollout). The state is saved every `study.segment_steps` steps, so a task that
+is killed or requeued continues where it stopped. It reports, per member: the step reached
+before any divergence flag (and why), the drift per 1,000 steps of global-mean surface
+temperature and column energy, the largest relative dry-mass error, an ADF stationarity test of
+global-mean surface temperature over the second half, the climatology of the last 1,000 steps
+against the GCM run's own time mean (area-weighted RMSE per channel), and the finite-time
+Lyapunov estimate from the twin. Diagnostics go to tasks/<id>/rollout.nc (CF).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astrohpc.atomic_write import atomic_path
+from astrohpc.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+TWIN_KICK_K = 1e-4
+CLIMATOLOGY_STEPS = 1000
+
+
+def expand(cfg: Any) -> list[dict[str, Any]]:
+    from astrohpc.studies.parity import expand as parity_expand
+
+    return parity_expand(cfg)  # the same held-out runs, the same checks
+
+
+def _state_path(study_dir: Path, task_id: int) -> Path:
+    from astrohpc.studies.tasks import task_dir
+
+    return task_dir(study_dir, task_id) / "rollout_state.pt"
+
+
+def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
+    from astrohpc.data.cube import LazyCube, read_meta
+    from astrohpc.studies import rollout as engine
+    from astrohpc.studies.tasks import task_dir
+    from astrohpc.train.export import load_exported
+
+    if not cfg.study.model:
+        raise ConfigError("study.model is not set: give RUN_DIR/export/best.pt of `astrohpc train`")
+    model, info = load_exported(cfg.study.model)
+    meta = read_meta(info["cube"])
+    run_index = meta.run_names.index(task["run"])
+    length = int(meta.time_count[run_index])
+    starts = sorted({int(round(t)) for t in np.linspace(0, length - 1, cfg.study.initial_conditions)})
+    members = [(run_index, t0) for t0 in starts] + [(run_index, starts[0])]
+    inputs = engine.initial_conditions(info["cube"], model, info["param_norm"], members)
+    names = list(info["plan"]["channel_names"])
+    if "ts" not in names:
+        raise ConfigError("the rollout study needs the surface temperature channel ts in the model")
+    inputs["x0"][-1, names.index("ts")] += TWIN_KICK_K
+    steps = cfg.study.rollout_steps
+    state_file = _state_path(study_dir, task["id"])
+    state = None
+    if state_file.is_file():
+        state = engine.RolloutState.from_dict(torch.load(state_file, weights_only=True))
+        log.info("continuing the rollout of %s from step %d", task["run"], state.step)
+
+    def save(st: Any) -> None:
+        with atomic_path(state_file) as tmp:
+            torch.save(st.to_dict(), tmp)
+
+    twin = len(members) - 1
+    result = engine.rollout(model, inputs["x0"], inputs["params"], inputs["static"], inputs["planet"],
+                            inputs["forcing"], steps, segment=cfg.study.segment_steps, state=state, on_segment=save,
+                            twins=[(0, twin)], climatology_steps=min(CLIMATOLOGY_STEPS, steps))
+    d = result.diagnostics
+    cube = LazyCube(info["cube"]).prepare()
+    try:
+        gcm_mean = cube.read(run_index, 0, length)[:, list(info["plan"]["cube_channels"])].astype(np.float64).mean(0)
+    finally:
+        cube.close()
+    clim = engine.last_window_climatology(result, gcm_mean, model.grid.area_weight.double())
+    labels = [f"{task['run']} day {meta.time_days[run_index][t0]:g}" for _, t0 in members[:-1]] + \
+        [f"{task['run']} day {meta.time_days[run_index][starts[0]]:g} + {TWIN_KICK_K:g} K (twin)"]
+    netcdf = engine.write_diagnostics_netcdf(task_dir(study_dir, task["id"]) / "rollout.nc", result, meta, labels)
+    state_file.unlink(missing_ok=True)  # finished: nothing to continue
+    half = steps // 2
+    per_member = []
+    for m, label in enumerate(labels):
+        flag = result.flags[m]
+        reached = steps if flag is None else int(flag[0]) - 1
+        ts = d["ts"][:, m]
+        ok = np.isfinite(ts)
+        row: dict[str, Any] = {"member": label, "steps_without_divergence": reached,
+                               "divergence": None if flag is None else {"step": int(flag[0]), "reason": flag[1]},
+                               "ts_drift_K_per_1000": float(engine.drift_per_1000(d["ts"][:, [m]])[0])
+                               if ok.sum() > 2 else None,
+                               "ts_last_K": float(ts[ok][-1]) if ok.any() else None,
+                               "ts_initial_K": float(result.initial["ts"][m]) if "ts" in result.initial else None}
+        if "energy" in d:
+            row["energy_drift_J_m2_per_1000"] = float(engine.drift_per_1000(d["energy"][:, [m]])[0]) \
+                if np.isfinite(d["energy"][:, m]).sum() > 2 else None
+        if "dry_mass_rel_error" in d:
+            err = d["dry_mass_rel_error"][:, m]
+            row["dry_mass_max_rel_error"] = float(np.nanmax(np.abs(err))) if np.isfinite(err).any() else None
+        second = ts[half:]
+        row["adf_second_half"] = engine.adf_test(second) if np.isfinite(second).all() and len(second) > 20 else None
+        row["climatology_count"] = float(clim["count"][m])
+        row["climatology_rmse_vs_gcm_run_mean"] = {names[c]: float(clim["rmse"][m, c]) for c in range(len(names))}
+        per_member.append(row)
+    lyapunov = None
+    if "twin_distance" in d:
+        distance = d["twin_distance"][:, twin]
+        if np.isfinite(distance).sum() > 10:
+            fit = engine.lyapunov_from_distance(distance[np.isfinite(distance)], step_days=result.state.step_s
+                                                / 86400.0, skip=1)
+            lyapunov = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in fit.items()}
+    wall_per_10k = result.state.wall_s / max(result.steps_done, 1) * 10_000
+    return {"run": task["run"], "steps": steps, "members": per_member, "lyapunov": lyapunov,
+            "wall_s": result.state.wall_s, "cpu_s": result.state.cpu_s, "wall_s_per_10000_steps": wall_per_10k,
+            "batch": len(members), "netcdf": str(netcdf), "step_days": result.state.step_s / 86400.0}
+
+
+def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """rollout.csv (one row per run × member) and summary.json."""
+    import csv
+    import io
+
+    from astrohpc.atomic_write import write_json, write_text
+
+    rows = []
+    for res in results:
+        for m in res["members"]:
+            adf = m.get("adf_second_half") or {}
+            rows.append({"run": res["run"], "member": m["member"], "steps": res["steps"],
+                         "steps_without_divergence": m["steps_without_divergence"],
+                         "divergence": "" if m["divergence"] is None else
+                         f"step {m['divergence']['step']} ({m['divergence']['reason']})",
+                         "ts_initial_K": m["ts_initial_K"], "ts_last_K": m["ts_last_K"],
+                         "ts_drift_K_per_1000": m["ts_drift_K_per_1000"],
+                         "energy_drift_J_m2_per_1000": m.get("energy_drift_J_m2_per_1000"),
+                         "dry_mass_max_rel_error": m.get("dry_mass_max_rel_error"),
+                         "adf_p_second_half": adf.get("pvalue"), "stationary": adf.get("stationary"),
+                         "ts_climatology_rmse_K": m["climatology_rmse_vs_gcm_run_mean"].get("ts"),
+                         "wall_s_per_10000_steps": res["wall_s_per_10000_steps"], "partial": record.get("partial")})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(study_dir / "rollout.csv", buffer.getvalue())
+    reached = [r["steps_without_divergence"] for r in rows]
+    summary = {"runs": [r["run"] for r in results], "steps": results[0]["steps"],
+               "members": len(rows), "members_without_divergence": sum(1 for r in rows if not r["divergence"]),
+               "min_steps_without_divergence": int(min(reached)),
+               "median_wall_s_per_10000_steps": float(np.median([r["wall_s_per_10000_steps"] for r in results])),
+               "max_dry_mass_rel_error": max((r["dry_mass_max_rel_error"] or 0.0) for r in rows),
+               "lyapunov": {r["run"]: r["lyapunov"] for r in results}, "partial": record.get("partial", False)}
+    write_json(study_dir / "summary.json", summary)
+    return {"table": str(study_dir / "rollout.csv"), "summary": str(study_dir / "summary.json")}

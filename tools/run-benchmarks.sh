@@ -19,4 +19,10 @@ $PY tools/bench_io.py
 echo "[bench] models: parameters, FLOPs, train/inference throughput, peak RSS of configs/model/*.yaml, and"
 echo "[bench] their core-seconds per simulated day against ExoPlaSim's, measured in the same run"
 $PY tools/bench_models.py
+echo "[bench] training: 1 vs 2 ranks (torchrun, gloo), data wait, checkpoint writes, on the demo cube (make demo first)"
+if [ -f runs/demo/demo/datacube.h5 ]; then
+  $PY tools/bench_train.py
+else
+  echo "[bench] no demo cube: training benchmark skipped (run make demo first)"
+fi
 ls -t runs/bench/*.json | head -3

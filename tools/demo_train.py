@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from astrohpc.config import load_config  # noqa: E402
+from astrohpc.config import load_config, to_yaml  # noqa: E402
 from astrohpc.launch.submit import job_states  # noqa: E402
 from astrohpc.launch.train_job import submit_train  # noqa: E402
 from astrohpc.train.trainer import run_dir  # noqa: E402
@@ -61,6 +62,11 @@ def main() -> int:
     cfg.train.cube = str(Path(cfg.train.cube or cfg.data.cube).resolve())
     folder = run_dir(cfg)
     summary_path = folder / "metrics.json"
+    frozen = folder / "config.yaml"
+    if frozen.is_file() and frozen.read_text() != to_yaml(cfg):
+        # the demo's training config changed since that run: it is the demo's own folder, start over
+        print(f"[demo] {frozen} differs from the current config: retraining from scratch", file=sys.stderr)
+        shutil.rmtree(folder)
     if summary_path.is_file() and json.loads(summary_path.read_text()).get("status") == "finished":
         print(json.dumps({"reused": str(folder), **{k: json.loads(summary_path.read_text())[k]
                                                      for k in ("status", "step", "exports")}}))

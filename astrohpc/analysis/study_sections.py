@@ -20,6 +20,14 @@ def add_study_section(report: MarkdownReport, study_dir: str | Path) -> None:
         from astrohpc.analysis.parity_report import add_parity_section
 
         add_parity_section(report, study_dir)
+    elif kind == "rollout":
+        from astrohpc.analysis.rollout_report import add_rollout_section
+
+        add_rollout_section(report, study_dir)
+    elif kind == "ablation":
+        from astrohpc.analysis.rollout_report import add_ablation_section
+
+        add_ablation_section(report, study_dir)
     else:
         report.heading(f"Study `{study_dir.name}` ({kind})")
         report.paragraph(f"See `{study_dir}/aggregate.json`; this report has no section for {kind} studies yet.")

@@ -119,8 +119,10 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
                                                 / 86400.0, skip=1)
             lyapunov = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in fit.items()}
     wall_per_10k = result.state.wall_s / max(result.steps_done, 1) * 10_000
+    live = int(np.isfinite(d["ts"]).sum())  # member-steps actually computed (a flagged member is frozen)
     return {"run": task["run"], "steps": steps, "members": per_member, "lyapunov": lyapunov,
             "wall_s": result.state.wall_s, "cpu_s": result.state.cpu_s, "wall_s_per_10000_steps": wall_per_10k,
+            "live_member_steps": live, "wall_s_per_10000_member_steps": result.state.wall_s / max(live, 1) * 10_000,
             "batch": len(members), "netcdf": str(netcdf), "step_days": result.state.step_s / 86400.0}
 
 
@@ -156,6 +158,8 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
                "members": len(rows), "members_without_divergence": sum(1 for r in rows if not r["divergence"]),
                "min_steps_without_divergence": int(min(reached)),
                "median_wall_s_per_10000_steps": float(np.median([r["wall_s_per_10000_steps"] for r in results])),
+               "median_wall_s_per_10000_member_steps": float(np.median([r["wall_s_per_10000_member_steps"]
+                                                                        for r in results])),
                "max_dry_mass_rel_error": max((r["dry_mass_max_rel_error"] or 0.0) for r in rows),
                "lyapunov": {r["run"]: r["lyapunov"] for r in results}, "partial": record.get("partial", False)}
     write_json(study_dir / "summary.json", summary)

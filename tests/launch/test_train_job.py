@@ -235,7 +235,7 @@ def test_submitit_training_survives_its_signal_and_returns_the_result(physics_cu
     subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True)
     _wait(job.job_id, lambda: _state(job.job_id) in ("PENDING", "REQUEUED") or (run / "metrics.json").exists())
     subprocess.run(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"], capture_output=True)
-    summary = job.result()
+    summary = job.results()[0]  # rank 0 (one result per task)
     assert summary["status"] == "finished" and summary["step"] == 30
     assert summary["distributed"]["world_size"] == 2 and summary["distributed"]["launcher"] == "slurm"
     logs = "".join(p.read_text() for p in (run / "submitit").rglob("*.err"))

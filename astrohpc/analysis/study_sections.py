@@ -28,6 +28,14 @@ def add_study_section(report: MarkdownReport, study_dir: str | Path) -> None:
         from astrohpc.analysis.rollout_report import add_ablation_section
 
         add_ablation_section(report, study_dir)
+    elif kind == "calibration":
+        from astrohpc.analysis.calibration_report import add_calibration_section
+
+        add_calibration_section(report, study_dir)
+    elif kind == "spinup":
+        from astrohpc.analysis.spinup_report import add_spinup_section
+
+        add_spinup_section(report, study_dir)
     else:
         report.heading(f"Study `{study_dir.name}` ({kind})")
         report.paragraph(f"See `{study_dir}/aggregate.json`; this report has no section for {kind} studies yet.")

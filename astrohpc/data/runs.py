@@ -12,6 +12,10 @@
     planet  {radius_m, …}    float64 SI constants (when the runs carry them)
     run     int, days [2]    the run index and the averaged interval in days since its start
 
+`mean_window=w` averages the last w states T−w .. T−1 instead of k .. T−1 (the spectrum too): the
+run's later state, the target of the spin-up study (astrohpc.studies.spinup). Only the first k and
+the last w states are read then.
+
 The model normalises its inputs itself (astrohpc.models.climate), as the emulator's stepper does:
 items stay in SI units so physics can read them.
 """
@@ -36,9 +40,14 @@ class RunDataset(Dataset):
 
     def __init__(self, path: str | Path, spinup_steps: int = 0, *, variables: Optional[list[str]] = None,
                  runs: Optional[list[int]] = None, params: Optional[list[str]] = None,
-                 param_norm: Optional[dict] = None, static: bool = False, spectra: bool = False):
+                 param_norm: Optional[dict] = None, static: bool = False, spectra: bool = False,
+                 mean_window: Optional[int] = None):
         self.path, self.meta = Path(path), read_meta(path)
         self.spinup_steps = int(spinup_steps)
+        self.mean_window = None if mean_window is None else int(mean_window)
+        if self.mean_window is not None and self.mean_window < 1:
+            raise DataError(f"mean_window must be >= 1 state (or None: every state after the spin-up), "
+                            f"got {mean_window}")
         n_runs = self.meta.shape[0]
         self.runs = list(range(n_runs)) if runs is None else [int(r) for r in runs]
         bad = [r for r in self.runs if not 0 <= r < n_runs]
@@ -48,6 +57,12 @@ class RunDataset(Dataset):
         if short:
             raise DataError(f"{path}: run(s) {', '.join(short[:5])} have no step after the {self.spinup_steps} "
                             "spin-up steps; lower model.spinup_steps or drop those runs")
+        if self.mean_window is not None:
+            overlap = [self.meta.run_names[r] for r in self.runs
+                       if self.meta.time_count[r] - self.mean_window < self.spinup_steps]
+            if overlap:
+                raise DataError(f"{path}: in run(s) {', '.join(overlap[:5])} the last {self.mean_window} states "
+                                f"overlap the {self.spinup_steps} spin-up steps; shorten the window or the spin-up")
         self.channels = self.meta.channels_of(variables) if variables else None
         self.param_norm = param_norm or self.meta.param_normalization(params)
         names = self.param_norm["names"]
@@ -76,24 +91,29 @@ class RunDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         run = self.runs[index]
         steps, k = int(self.meta.time_count[run]), self.spinup_steps
-        x = self.cube.read(run, 0, steps)  # [T, C, lat, lon] float32, physical
+        start = k if self.mean_window is None else steps - self.mean_window  # first averaged state
+        if start == k:
+            x = self.cube.read(run, 0, steps)  # [T, C, lat, lon] float32, physical
+            first, later = x[:k], x[k:]
+        else:
+            first, later = self.cube.read(run, 0, k), self.cube.read(run, start, steps - start)
         if self.channels is not None:
-            x = x[:, self.channels]
+            first, later = first[:, self.channels], later[:, self.channels]
         with np.errstate(invalid="ignore"):
-            mean = np.nanmean(x[k:].astype(np.float64), axis=0) if np.isnan(x[k:]).any() else \
-                x[k:].astype(np.float64).mean(axis=0)
+            mean = np.nanmean(later.astype(np.float64), axis=0) if np.isnan(later).any() else \
+                later.astype(np.float64).mean(axis=0)
         days = self.meta.time_days[run]
         item: dict[str, Any] = {
             "params": torch.from_numpy(self._params[run]),
-            "spinup": torch.from_numpy(np.ascontiguousarray(x[:k])),
+            "spinup": torch.from_numpy(np.ascontiguousarray(first)),
             "mean": torch.from_numpy(mean.astype(np.float32)),
-            "run": run, "days": torch.tensor([days[k], days[steps - 1]], dtype=torch.float64),
+            "run": run, "days": torch.tensor([days[start], days[steps - 1]], dtype=torch.float64),
         }
         if self.static_names:
             item["static"] = torch.from_numpy(np.stack([self.meta.static[n][run] for n in self.static_names])
                                               .astype(np.float32))
         if self._spectra is not None:
-            item["spectrum"] = torch.from_numpy(self._spectra.values[run, k:steps].mean(axis=0).astype(np.float32))
+            item["spectrum"] = torch.from_numpy(self._spectra.values[run, start:steps].mean(axis=0).astype(np.float32))
         if self._planet:
             item["planet"] = {name: torch.tensor(v[run], dtype=torch.float64) for name, v in self._planet.items()}
         return item

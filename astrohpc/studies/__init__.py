@@ -12,4 +12,6 @@ writing one result file atomically; an aggregation job collects them into tables
     ablation.py   each component's worth: variants trained without it, paired with the full model by seed
     rollout.py    long batched rollouts with divergence detection and drift diagnostics (the engine)
     rollout_study.py  the rollout study: one task per held-out run, restartable, drift/ADF/Lyapunov/climatology
+    calibration.py  are the error bars right: coverage, CRPS, ECE, sharpness per uncertainty method, σ-scaled
+    spinup.py     spin-up acceleration: from a cold start's first k days, its later state; what that saves
 """

@@ -18,6 +18,8 @@ KINDS = {
     "parity": "astrohpc.studies.parity",
     "ablation": "astrohpc.studies.ablation",
     "rollout": "astrohpc.studies.rollout_study",
+    "calibration": "astrohpc.studies.calibration",
+    "spinup": "astrohpc.studies.spinup",
 }
 
 

@@ -23,7 +23,14 @@ class StudySettings:
     restartable segment). components / seeds: the ablation study — named ablations of the
     model/train sections (astrohpc.studies.ablation; empty: every one that applies to this config)
     and the seeds each variant and the full model are trained with, paired by seed (at least 2,
-    distinct; fewer than 3 leaves the statistics weak and the aggregation says so)."""
+    distinct; fewer than 3 leaves the statistics weak and the aggregation says so).
+    spinup_cube / spinup_days / target_days: the spin-up study (astrohpc.studies.spinup) — the
+    cube of a cold-start sweep (default: `sweep`/datacube.h5), the numbers of first daily states k
+    a surrogate is given (one task each; not sweep.spinup_days, the GCM's shared spin-up), and the
+    states at the end of each run whose mean is the later state it predicts.
+    methods: the calibration study (astrohpc.studies.calibration) — the uncertainty methods to
+    train and score, one task each (empty: every one the model can use); an ensemble has
+    model.uncertainty.members members, MC dropout model.uncertainty.samples passes."""
 
     model: Optional[str] = None
     sweep: Optional[str] = None
@@ -36,6 +43,10 @@ class StudySettings:
     segment_steps: int = 1000
     components: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    spinup_cube: Optional[str] = None
+    spinup_days: list[int] = field(default_factory=lambda: [5, 10, 20])
+    target_days: int = 10
+    methods: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.cost_batch < 1 or self.rollout_steps < 1 or self.initial_conditions < 1 or self.segment_steps < 1:
@@ -49,3 +60,12 @@ class StudySettings:
         repeated = sorted({c for c in self.components if self.components.count(c) > 1})
         if repeated:
             raise ValueError(f"study.components: {', '.join(repeated)} given more than once")
+        twice = sorted({m for m in self.methods if self.methods.count(m) > 1})
+        if twice:
+            raise ValueError(f"study.methods: {', '.join(twice)} given more than once")
+        if not self.spinup_days or min(self.spinup_days) < 1 or len(set(self.spinup_days)) != len(self.spinup_days):
+            raise ValueError(f"study.spinup_days must hold distinct day counts >= 1 (one spin-up study task each), "
+                             f"got {self.spinup_days}")
+        if self.target_days < 1:
+            raise ValueError(f"study.target_days must be >= 1 (states averaged at the end of each run), "
+                             f"got {self.target_days}")

@@ -1,0 +1,101 @@
+"""The calibration section of a report, from a calibration study folder (astrohpc.studies.calibration).
+
+Read from the study's files only (aggregate.json, calibration.json): what was compared (which runs
+the σ-scale was fitted on and which it was scored on, the members or passes of each method), the
+table of coverage, CRPS and its skill against the training climatology, ECE and sharpness per
+method and channel before and after σ-scaling, the verdict against the targets (95 % coverage
+within 94–96 %, the published ECE), and a reliability diagram of the pooled forecasts. An
+incomplete study is reported as incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from astrohpc.analysis.markdown import MarkdownReport
+
+COLUMNS = ("method", "channel", "units", "scaling", "sigma_scale", "coverage68", "coverage95", "crps", "crpss", "ece",
+           "sharpness")
+
+
+def _describe(method: str, info: dict[str, Any]) -> str:
+    spread = (f"{info['members']} members" if method == "ensemble" else
+              f"{info['samples']} dropout passes" if method == "mc_dropout" else "its Gaussian head")
+    split = info["split"]
+    scored = split.get(info["reported_on"]) or []
+    text = (f"**{method}** ({spread}): σ-scale fitted on the validation run(s) {', '.join(split['validation'])}, "
+            f"scored on the {info['reported_on']} run(s) {', '.join(scored)}")
+    notes = "; ".join(info.get("notes") or [])
+    return text + (f" — {notes}" if notes else "") + "."
+
+
+def _plot_reliability(report: MarkdownReport, data: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = data["levels"]
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, label="perfect calibration")
+    for i, (method, info) in enumerate(data["methods"].items()):
+        curves = info["curves"][data["pooled"]]
+        color = f"C{i}"
+        ax.plot(levels, curves["before"]["observed"], "--o", color=color, ms=3,
+                label=f"{method}, raw (ECE {curves['before']['ece']:.3f})")
+        ax.plot(levels, curves["after"]["observed"], "-o", color=color, ms=3,
+                label=f"{method}, σ-scaled (ECE {curves['after']['ece']:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("nominal quantile level p")
+    ax.set_ylabel("observed frequency of outcome ≤ predicted p-quantile")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    where = sorted({info["reported_on"] for info in data["methods"].values()})
+    report.figure(fig, "calibration_reliability",
+                  f"Reliability of each method's Gaussian forecasts (mean and σ; for MC dropout and the ensemble the "
+                  f"mixture's) on the held-out {' and '.join(where)} runs, pooled over every scored channel in "
+                  "normalised units and over samples and grid cells (area-weighted): for each nominal level p, the "
+                  "share of outcomes at or below the predicted p-quantile, before (dashed) and after (solid) the "
+                  "σ-scaling fitted on the validation runs. On the diagonal: calibrated; below it at high p: "
+                  "over-confident.")
+    plt.close(fig)
+
+
+def add_calibration_section(report: MarkdownReport, study_dir: str | Path) -> None:
+    study_dir = Path(study_dir)
+    report.heading("Calibration of the predictive uncertainty")
+    aggregate = study_dir / "aggregate.json"
+    if not aggregate.is_file():
+        report.paragraph(f"No aggregation in `{study_dir}` (the study did not run).")
+        return
+    record = json.loads(aggregate.read_text())
+    if not record.get("outputs"):
+        report.paragraph(f"The calibration study in `{study_dir}` is **incomplete** and was not aggregated: failed "
+                         f"{record['failed'] or 'none'}, missing {record['missing'] or 'none'}.")
+        return
+    data = json.loads(Path(record["outputs"]["json"]).read_text())
+    partial = " **Partial: not every task finished.**" if data.get("partial") else ""
+    report.paragraph(
+        "Each uncertainty method is trained here and judged on whole held-out runs as a Gaussian forecast in "
+        "physical units: the emulator's one-step forecast of every window, the climate surrogate's time-mean "
+        "fields. Coverage of the central 68 % and 95 % intervals, CRPS and its skill against the training "
+        "climatology (1 − CRPS/CRPS_clim), ECE (quantile calibration) and sharpness (mean σ), area-weighted over "
+        "samples and grid cells, per selected channel and pooled over every channel in normalised units; "
+        f"'after': σ multiplied by the per-channel factor fitted on the validation runs.{partial}")
+    for method, info in data["methods"].items():
+        report.paragraph(_describe(method, info))
+    if record.get("warning"):
+        report.paragraph(f"**Note:** {record['warning']}.")
+    report.table([{c: r.get(c) for c in COLUMNS} for r in data["rows"]], list(COLUMNS))
+    low, high = data["targets"]["coverage95"]
+    published = data["targets"]["published_ece"]
+    report.paragraph(f"Targets, pooled after σ-scaling: 95 % coverage within {low:.0%}–{high:.0%}; ECE against the "
+                     f"published {published}.")
+    report.table([{"method": m, "coverage95 raw": v["coverage95_before"], "coverage95 σ-scaled": v["coverage95_after"],
+                   "within target": v["coverage95_within_target"], "ECE raw": v["ece_before"],
+                   "ECE σ-scaled": v["ece_after"], f"ECE ≤ {published}": v["ece_at_or_below_published"]}
+                  for m, v in data["verdicts"].items()])
+    _plot_reliability(report, data)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
+from astrohpc.analysis.study_record import aggregated
 
 COLUMNS = ("method", "channel", "units", "scaling", "sigma_scale", "coverage68", "coverage95", "crps", "crpss", "ece",
            "sharpness")
@@ -67,14 +68,8 @@ def _plot_reliability(report: MarkdownReport, data: dict[str, Any]) -> None:
 def add_calibration_section(report: MarkdownReport, study_dir: str | Path) -> None:
     study_dir = Path(study_dir)
     report.heading("Calibration of the predictive uncertainty")
-    aggregate = study_dir / "aggregate.json"
-    if not aggregate.is_file():
-        report.paragraph(f"No aggregation in `{study_dir}` (the study did not run).")
-        return
-    record = json.loads(aggregate.read_text())
-    if not record.get("outputs"):
-        report.paragraph(f"The calibration study in `{study_dir}` is **incomplete** and was not aggregated: failed "
-                         f"{record['failed'] or 'none'}, missing {record['missing'] or 'none'}.")
+    record = aggregated(report, study_dir, "calibration")
+    if record is None:
         return
     data = json.loads(Path(record["outputs"]["json"]).read_text())
     partial = " **Partial: not every task finished.**" if data.get("partial") else ""

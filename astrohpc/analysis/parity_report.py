@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from astrohpc.analysis.markdown import MarkdownReport
+from astrohpc.analysis.study_record import aggregated
 
 LABELS = {"surrogate": "surrogate", "persistence": "persistence", "climatology": "training climatology",
           "nearest_run": "nearest training run", "linear_regression": "linear regression", "gcm_twin": "GCM twin"}
@@ -50,14 +51,8 @@ def _plot_lead(report: MarkdownReport, results: list[dict[str, Any]], channel: s
 def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
     study_dir = Path(study_dir)
     report.heading("GCM parity on held-out runs")
-    aggregate = study_dir / "aggregate.json"
-    if not aggregate.is_file():
-        report.paragraph(f"No aggregation in `{study_dir}` (the study did not run).")
-        return
-    record = json.loads(aggregate.read_text())
-    if not record.get("outputs"):
-        report.paragraph(f"The parity study in `{study_dir}` is **incomplete** and was not aggregated: failed "
-                         f"{record['failed'] or 'none'}, missing {record['missing'] or 'none'}.")
+    record = aggregated(report, study_dir, "parity")
+    if record is None:
         return
     head = json.loads(Path(record["outputs"]["headline"]).read_text())
     summary = json.loads(Path(record["outputs"]["summary"]).read_text())

@@ -15,19 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
+from astrohpc.analysis.study_record import aggregated
 
 
-def _incomplete(report: MarkdownReport, study_dir: Path) -> dict[str, Any] | None:
-    path = study_dir / "aggregate.json"
-    if not path.is_file():
-        report.paragraph(f"No aggregation in `{study_dir}` (the study did not run).")
-        return None
-    record = json.loads(path.read_text())
-    if not record.get("outputs"):
-        report.paragraph(f"The study in `{study_dir}` is **incomplete** and was not aggregated: failed "
-                         f"{record['failed'] or 'none'}, missing {record['missing'] or 'none'}.")
-        return None
-    if record.get("partial"):
+def _incomplete(report: MarkdownReport, study_dir: Path, what: str) -> dict[str, Any] | None:
+    record = aggregated(report, study_dir, what)
+    if record is not None and record.get("partial"):
         report.paragraph("**Partial: not every task finished; the tables cover the finished ones.**")
     return record
 
@@ -60,7 +53,7 @@ def _plot_rollouts(report: MarkdownReport, study_dir: Path, record: dict[str, An
 def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
     study_dir = Path(study_dir)
     report.heading("Long rollouts")
-    record = _incomplete(report, study_dir)
+    record = _incomplete(report, study_dir, "rollout")
     if record is None:
         return
     summary = json.loads(Path(record["outputs"]["summary"]).read_text())
@@ -86,7 +79,7 @@ def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
 def add_ablation_section(report: MarkdownReport, study_dir: str | Path) -> None:
     study_dir = Path(study_dir)
     report.heading("Ablation")
-    record = _incomplete(report, study_dir)
+    record = _incomplete(report, study_dir, "ablation")
     if record is None:
         return
     data = json.loads(Path(record["outputs"]["json"]).read_text())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
+from astrohpc.analysis.study_record import aggregated
 
 LABELS = {"surrogate": "surrogate (first k days → later state)", "persistence": "persistence of day k",
           "climatology": "training climatology of the later state"}
@@ -46,14 +47,8 @@ def _plot_ts(report: MarkdownReport, rows: list[dict[str, Any]], target_days: in
 def add_spinup_section(report: MarkdownReport, study_dir: str | Path) -> None:
     study_dir = Path(study_dir)
     report.heading("Spin-up acceleration")
-    aggregate = study_dir / "aggregate.json"
-    if not aggregate.is_file():
-        report.paragraph(f"No aggregation in `{study_dir}` (the study did not run).")
-        return
-    record = json.loads(aggregate.read_text())
-    if not record.get("outputs"):
-        report.paragraph(f"The spin-up study in `{study_dir}` is **incomplete** and was not aggregated: failed "
-                         f"{record['failed'] or 'none'}, missing {record['missing'] or 'none'}.")
+    record = aggregated(report, study_dir, "spin-up")
+    if record is None:
         return
     summary = json.loads(Path(record["outputs"]["summary"]).read_text())
     with open(record["outputs"]["table"], newline="") as f:

@@ -1,0 +1,24 @@
+"""A study's aggregation record for a report section, or a paragraph saying why there is none."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from astrohpc.analysis.markdown import MarkdownReport
+
+
+def aggregated(report: MarkdownReport, study_dir: Path, what: str) -> Optional[dict[str, Any]]:
+    """The study's aggregate.json when it was aggregated; else None, after a paragraph in `report`
+    saying the study did not run, or is incomplete (which tasks failed or are missing)."""
+    path = Path(study_dir) / "aggregate.json"
+    if not path.is_file():
+        report.paragraph(f"No aggregation in `{study_dir}` (the study did not run).")
+        return None
+    record = json.loads(path.read_text())
+    if not record.get("outputs"):
+        report.paragraph(f"The {what} study in `{study_dir}` is **incomplete** and was not aggregated: failed "
+                         f"{record['failed'] or 'none'}, missing {record['missing'] or 'none'}.")
+        return None
+    return record

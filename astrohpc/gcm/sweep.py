@@ -81,6 +81,16 @@ def plan_sweep(cfg: Config, source: str = "sweep") -> SweepPlan:
     return SweepPlan(sweep_dir=sweep_dir_for(cfg), base=to_dict(cfg), tasks=tasks, spinup_days=cfg.sweep.spinup_days)
 
 
+# Config sections that do not change what a GCM task computes: a sweep planned again with other
+# Slurm resources, or with model/training/study settings in the same file, is the same sweep.
+NOT_SCIENCE = ("slurm", "model", "train", "study")
+
+
+def science(base: dict) -> dict:
+    """The part of a sweep's base config that decides its GCM runs."""
+    return {k: v for k, v in base.items() if k not in NOT_SCIENCE}
+
+
 def write_plan(plan: SweepPlan, cfg: Config) -> Path:
     """Write tasks.json, config.yaml and provenance.json into the sweep directory.
 
@@ -91,7 +101,7 @@ def write_plan(plan: SweepPlan, cfg: Config) -> Path:
     new = plan.as_json()
     if table_path.is_file():
         old = json.loads(table_path.read_text())
-        same = (old.get("base_config_hash") == new["base_config_hash"]
+        same = (science(old.get("base_config", {})) == science(new["base_config"])
                 and [t["point"] for t in old.get("tasks", [])] == [t["point"] for t in new["tasks"]])
         if not same:
             raise ConfigError(f"{plan.sweep_dir} already holds a different sweep (other config or points): "

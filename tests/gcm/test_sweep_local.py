@@ -140,3 +140,15 @@ def test_aggregation_converts_with_the_sweeps_data_settings_and_a_relative_root(
     report = build_sweep_report(plan.sweep_dir, tmp_path / "report")
     text = report.read_text()
     assert "No datacube was written" not in text and "Distance from equilibrium" in text
+
+
+def test_a_sweep_planned_again_with_other_resources_is_the_same_sweep(tmp_path):
+    cfg, plan = _sweep(tmp_path)
+    again = load_config(SMOKE_CONFIG, [f"run.root={tmp_path}", "run.name=sweep", "sweep.design=list",
+                                       f"sweep.points={TWO_POINTS}", "gcm.snapshot_interval_days=0",
+                                       "slurm.time=02:00:00", "slurm.ntasks_per_node=2", "train.epochs=3"])
+    write_plan(plan_sweep(again), again)  # resources and training settings: the same runs
+    other = load_config(SMOKE_CONFIG, [f"run.root={tmp_path}", "run.name=sweep", "sweep.design=list",
+                                       f"sweep.points={TWO_POINTS}", "gcm.snapshot_interval_days=0", "gcm.days=10"])
+    with pytest.raises(ConfigError, match="different sweep"):
+        write_plan(plan_sweep(other), other)

@@ -40,7 +40,7 @@ note "sweep: $(.venv/bin/python -c "import json,sys; m=json.load(open(sys.argv[1
 note "cube: $(.venv/bin/python - "$CUBE" <<'PY'
 import sys
 from astrohpc.data.cube import read_meta
-m = read_meta(sys.argv[1])
+m = read_meta(sys.argv[1], stats=False)  # the sidecar of an earlier conversion is replaced in stage 5
 print(f"{m.shape[0]} runs x {m.shape[1]} days x {m.shape[2]} channels ({', '.join(dict.fromkeys(m.variables))}); "
       f"static {', '.join(m.static)}; {len(m.param_names)} run parameters; sigma interfaces {len(m.vertical['sigma_half'])}")
 PY

@@ -196,8 +196,9 @@ def _read_params(f) -> dict[str, np.ndarray]:
     return out
 
 
-def read_meta(path: str | Path) -> CubeMeta:
-    """Open, check and close `path`, returning its metadata (with the sidecar statistics, if any)."""
+def read_meta(path: str | Path, stats: bool = True) -> CubeMeta:
+    """Open, check and close `path`, returning its metadata (with the sidecar statistics, if any;
+    stats=False skips them — what `astrohpc data stats` does, since it replaces a stale sidecar)."""
     from astrohpc.data.stats import read_stats
 
     f = open_file(path)
@@ -222,7 +223,7 @@ def read_meta(path: str | Path) -> CubeMeta:
                         f[schema.AREA_WEIGHT][()], _read_params(f), static, static_units, vertical)
     finally:
         f.close()
-    meta.stats = read_stats(path, cube_id)
+    meta.stats = read_stats(path, cube_id) if stats else None
     return meta
 
 

@@ -113,7 +113,7 @@ def local_moments(path: Path, rank: int = 0, size: int = 1, weighting: str = "ar
     from astrohpc.data.cube import LazyCube, read_meta
 
     path = Path(path)
-    meta = read_meta(path)
+    meta = read_meta(path, stats=False)
     channels = meta.shape[2]
     weights = _weights(path, weighting)
     units = step_units(meta.time_count)
@@ -149,7 +149,8 @@ def compute_stats(path: str | Path, comm: Any = None, weighting: str = "area") -
     blocks = [local_moments(path, rank, size, weighting)]
     if comm is not None and size > 1:
         blocks = comm.allgather(blocks[0])  # rank order: every rank folds identically
-    n_run, channels = read_meta(path).shape[0], read_meta(path).shape[2]
+    shape = read_meta(path, stats=False).shape
+    n_run, channels = shape[0], shape[2]
     per_run = [(Moments.empty(channels), Moments.empty(channels)) for _ in range(n_run)]
     for block in blocks:
         for run, (f, d) in sorted(block.items()):

@@ -110,3 +110,6 @@ def test_stats_are_stored_beside_the_cube_replaced_and_leave_it_alone(smoke_cube
     convert_run_dirs([smoke_gcm_run], cube)
     with pytest.raises(DataError, match="statistics of another cube"):
         read_meta(cube)
+    # ... and `astrohpc data stats` replaces the stale sidecar (it never reads it)
+    run_stats(cube)
+    assert read_meta(cube).stats["weighting"] == "area"

@@ -18,7 +18,8 @@ import numpy as np
 from astrohpc.analysis.markdown import MarkdownReport
 from astrohpc.analysis.study_record import aggregated
 
-LABELS = {"surrogate": "surrogate", "persistence": "persistence", "climatology": "training climatology",
+LABELS = {"surrogate": "surrogate", "climate_surrogate": "climate surrogate", "persistence": "persistence",
+          "climatology": "training climatology",
           "nearest_run": "nearest training run", "linear_regression": "linear regression", "gcm_twin": "GCM twin"}
 
 
@@ -48,6 +49,52 @@ def _plot_lead(report: MarkdownReport, results: list[dict[str, Any]], channel: s
     plt.close(fig)
 
 
+def _plot_maps(report: MarkdownReport, study_dir: Path, results: list[dict[str, Any]], ids: list[int],
+               channel: str = "ts") -> None:
+    """Time-mean maps (GCM, surrogate, difference) and zonal means of every method, per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = [(res, np.load(study_dir / "tasks" / f"{i:04d}" / "maps.npz")) for res, i in zip(results, ids)
+             if (study_dir / "tasks" / f"{i:04d}" / "maps.npz").is_file()]
+    found = [(res, m) for res, m in found if channel in list(m["channels"])]
+    if not found:
+        return
+    fig, axes = plt.subplots(len(found), 4, figsize=(18, 3.2 * len(found)), squeeze=False)
+    for row, (res, maps) in zip(axes, found):
+        c = list(maps["channels"]).index(channel)
+        lat, lon = maps["lat"], maps["lon"]
+        gcm, sur = maps["gcm"][c], maps["method_surrogate"][c]
+        units = res["units"][res["channels"].index(channel)]
+        low, high = np.nanmin(gcm), np.nanmax(gcm)
+        for ax, field, title in ((row[0], gcm, "GCM"), (row[1], sur, "surrogate (rollout mean)")):
+            mesh = ax.pcolormesh(lon, lat, field, shading="nearest", cmap="RdYlBu_r", vmin=low, vmax=high)
+            fig.colorbar(mesh, ax=ax, label=f"{channel} [{units}]")
+            ax.set_title(f"{res['run']}: {title}", fontsize=9)
+            ax.set_xlabel("longitude [°E]")
+            ax.set_ylabel("latitude [°N]")
+        diff = sur - gcm
+        span = np.nanmax(np.abs(diff)) or 1.0
+        mesh = row[2].pcolormesh(lon, lat, diff, shading="nearest", cmap="RdBu_r", vmin=-span, vmax=span)
+        fig.colorbar(mesh, ax=row[2], label=f"surrogate − GCM [{units}]")
+        row[2].set_title("difference", fontsize=9)
+        row[2].set_xlabel("longitude [°E]")
+        row[3].plot(np.nanmean(gcm, axis=1), lat, "k", lw=2, label="GCM")
+        for key in maps.files:
+            if key.startswith("method_"):
+                row[3].plot(np.nanmean(maps[key][c], axis=1), lat, lw=1, label=LABELS.get(key[7:], key[7:]))
+        row[3].set_xlabel(f"zonal-mean time-mean {channel} [{units}]")
+        row[3].set_ylabel("latitude [°N]")
+        row[3].grid(alpha=0.3)
+        row[3].legend(fontsize=6)
+    report.figure(fig, "parity_maps", f"Time-mean {channel} over each held-out run: the GCM, the surrogate's rollout "
+                                      "from the GCM's initial state, their difference, and the zonal means of the GCM "
+                                      "and of every method (latitude south→north)")
+    plt.close(fig)
+
+
 def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
     study_dir = Path(study_dir)
     report.heading("GCM parity on held-out runs")
@@ -65,7 +112,8 @@ def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
         "over the runs: 'daily' pools every day of the run, 'mean' compares the time means. The GCM twin differs "
         "from the run only by +1e-3 W m-2 of instellation: its distance is the run's own internal variability.")
     columns = ["channel", "units"]
-    for m in ("surrogate", "persistence", "climatology", "nearest_run", "linear_regression", "gcm_twin"):
+    for m in ("surrogate", "climate_surrogate", "persistence", "climatology", "nearest_run", "linear_regression",
+              "gcm_twin"):
         if any(k.startswith(f"{m} ") for k in head["rows"][0]):
             columns += [f"{m} daily", f"{m} mean"]
     columns += ["best baseline (daily)", "surrogate beats it (daily)", "best baseline (mean)",
@@ -94,3 +142,4 @@ def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
     report.paragraph("Core-seconds are CPU time of the process, measured in the same study tasks on the same "
                      "machine; the surrogate steps one output interval (a day), ExoPlaSim every model time step.")
     _plot_lead(report, results)
+    _plot_maps(report, study_dir, results, list(record["finished"]))

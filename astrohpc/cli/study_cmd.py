@@ -109,7 +109,7 @@ def _absolute(cfg) -> None:
     from pathlib import Path
 
     cfg.run.root = str(Path(cfg.run.root).resolve())
-    for key in ("model", "sweep"):
+    for key in ("model", "climate_model", "sweep", "spinup_cube"):
         value = getattr(cfg.study, key)
         if value:
             setattr(cfg.study, key, str(Path(value).resolve()))

@@ -40,7 +40,7 @@ from astrohpc.studies.scores import global_mean, pattern_correlation, rmse_bias,
 
 log = logging.getLogger(__name__)
 
-METHODS = ("surrogate", "persistence", "climatology", "nearest_run", "linear_regression")
+METHODS = ("surrogate", "climate_surrogate", "persistence", "climatology", "nearest_run", "linear_regression")
 HEADLINE = ("ts", "tas", "ps", "rlut", "rsut", "ta@0.5668", "ua@0.5668")
 
 
@@ -123,6 +123,41 @@ def emulate(model: Any, truth: np.ndarray, params: Any, static: Any, planet: Any
     timing = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "steps": steps,
               "batch": batch}
     return np.stack(out), timing
+
+
+def climate_prediction(path: str, meta: Any, run: int, names: list[str]) -> np.ndarray:
+    """The exported climate surrogate's time-mean fields of `run` in the emulator's channels
+    `names` [C, lat, lon] (physical; its Gaussian head's mean; correctors applied), from the run's
+    planet parameters (and its first spin-up days when the model reads them)."""
+    from astrohpc.data.runs import RunDataset
+    from astrohpc.models.objective import batch_planet
+    from astrohpc.models.uncertainty import GaussianPrediction
+    from astrohpc.train.export import load_exported
+
+    model, info = load_exported(path)
+    if info["config"]["model"]["task"] != "climate":
+        raise ConfigError(f"study.climate_model {path} is a {info['config']['model']['task']} model; give the "
+                          "export of a model with task: climate")
+    plan = info["plan"]
+    missing = [n for n in names if n not in plan["channel_names"]]
+    if missing:
+        raise DataError(f"study.climate_model {path} does not predict {', '.join(missing[:5])}; train it on the "
+                        "emulator's variables")
+    ds = RunDataset(info["cube"], model.spinup_steps, variables=list(plan["variables"]), runs=[run],
+                    param_norm=info["param_norm"], static=bool(plan["static"]))
+    try:
+        item = torch.utils.data.default_collate([ds[0]])
+    finally:
+        ds.close()
+    with torch.no_grad():
+        out = model.physical(model(item["params"], item.get("spinup"), item.get("static")))
+    fields = out["datacube"]
+    fields = fields.mean if isinstance(fields, GaussianPrediction) else fields
+    planet = batch_planet(item)
+    if planet is not None:
+        fields = model.correct(fields, item.get("spinup"), item.get("static"), planet)
+    index = [plan["channel_names"].index(n) for n in names]
+    return fields[0, index].double().numpy()
 
 
 def gcm_twin(cfg: Any, run_name: str, work: Path, delta: float) -> tuple[Path, dict]:
@@ -216,6 +251,11 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     fields = {"surrogate": predicted[1:], "persistence": base.persistence(truth[0])[None],
               "climatology": base.climatology(train_means)[None], "nearest_run": near[1:steps],
               "linear_regression": base.linear_regression(z_train, train_means, z_target)[None]}
+    if cfg.study.climate_model:
+        if info["cube"] != read_export_cube(cfg.study.climate_model):
+            raise ConfigError("study.climate_model was trained on another cube than study.model; parity compares "
+                              "both on the same held-out runs")
+        fields["climate_surrogate"] = climate_prediction(cfg.study.climate_model, meta, run_index, names)[None]
     gcm_cost = None
     if cfg.study.twin:
         if not cfg.study.sweep:
@@ -231,6 +271,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
                     "wall_s": twin_summary.get("wall_time_s")}
 
     gcm_days, gcm_mean = truth[1:], truth[1:].mean(axis=0)
+    _save_maps(study_dir, task, names, gcm_mean, {m: f.mean(axis=0) for m, f in fields.items()}, model.grid)
     methods: dict[str, Any] = {}
     for name, f in fields.items():
         rmse, bias = rmse_bias(f, gcm_days, area)
@@ -258,6 +299,32 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
             "gcm_toa_imbalance_W_m2": _toa(gcm_mean, names, area),
             "surrogate_dry_mass_drift": _dry_mass_drift(model, truth[0], predicted[-1], static, planet),
             "cost": cost}
+
+
+def read_export_cube(path: str) -> str:
+    from astrohpc.train.export import read_export
+
+    return str(read_export(path)["cube"])
+
+
+MAP_CHANNELS = ("ts", "tas", "rlut")
+
+
+def _save_maps(study_dir: Path, task: dict, names: list[str], gcm_mean: np.ndarray, means: dict[str, np.ndarray],
+               grid: Any) -> None:
+    """Time-mean maps of a few channels (GCM and every method) for the report's parity maps."""
+    from astrohpc.atomic_write import atomic_path
+    from astrohpc.studies.tasks import task_dir
+
+    picks = [names.index(c) for c in MAP_CHANNELS if c in names]
+    arrays = {"channels": np.asarray([names[c] for c in picks]), "gcm": gcm_mean[picks],
+              "lat": grid.lat.double().numpy(), "lon": grid.lon.double().numpy()}
+    arrays.update({f"method_{m}": np.broadcast_to(f, gcm_mean.shape)[picks] for m, f in means.items()})
+    path = task_dir(study_dir, task["id"]) / "maps.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -308,7 +375,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
         for m in methods:
             row[f"{m} daily"] = float(np.mean([r["methods"][m]["daily_rmse"][c] for r in results]))
             row[f"{m} mean"] = float(np.mean([r["methods"][m]["mean_rmse"][c] for r in results]))
-        baselines = [m for m in methods if m not in ("surrogate", "gcm_twin")]
+        baselines = [m for m in methods if m not in ("surrogate", "climate_surrogate", "gcm_twin")]
         best = min(baselines, key=lambda m: row[f"{m} daily"])
         row["best baseline (daily)"] = best
         row["surrogate beats it (daily)"] = row["surrogate daily"] < row[f"{best} daily"]

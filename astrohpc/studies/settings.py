@@ -14,7 +14,8 @@ from typing import Optional
 
 @dataclass
 class StudySettings:
-    """model: exported weights to study. sweep: the sweep folder that produced the cube (parity's
+    """climate_model: parity also scores this exported climate surrogate's time means (trained on the same
+    cube). model: exported weights to study. sweep: the sweep folder that produced the cube (parity's
     GCM twin runs use its task configs and spin-up restart). runs: run names to study (default:
     the export's test runs). twin: run a GCM twin of each studied run, identical but for
     `twin_delta_instellation_W_m2`, as the GCM's own noise floor. cost_batch: initial states per
@@ -33,6 +34,7 @@ class StudySettings:
     model.uncertainty.members members, MC dropout model.uncertainty.samples passes."""
 
     model: Optional[str] = None
+    climate_model: Optional[str] = None
     sweep: Optional[str] = None
     runs: list[str] = field(default_factory=list)
     twin: bool = True

@@ -222,3 +222,34 @@ def test_rollout_study_runs_restarts_and_aggregates(trained, tmp_path, monkeypat
     assert record["complete"]
     summary = json.loads(Path(record["outputs"]["summary"]).read_text())
     assert summary["members"] == 3 and summary["steps"] == 60
+
+
+def test_parity_scores_the_climate_surrogate_and_saves_maps(trained, physics_cube, tmp_path):
+    from astrohpc.studies.parity import climate_prediction
+
+    names = read_meta(physics_cube).run_names
+    cfg = from_dict(Config, {"run": {"root": str(tmp_path), "name": "clim", "seed": 1},
+                             "model": {"task": "climate", "architecture": "transformer", "mode": "datacube",
+                                       "transformer": {"dim": 16, "depth": 1, "heads": 2, "patch": [8, 8]}},
+                             "train": {"cube": str(physics_cube), "test_runs": [names[1]], "epochs": 3,
+                                       "batch_size": 1, "checkpoint_every": 0}}, source="test")
+    train(cfg)
+    climate = tmp_path / "clim" / "export" / "last.pt"
+    folder = plan_study("parity", _study_cfg(tmp_path, trained, climate_model=str(climate)))
+    assert [s for _, s, _ in run_local(folder)] == ["finished"]
+    result = json.loads((task_dir(folder, 0) / "result.json").read_text())
+    ts = result["channels"].index("ts")
+    predicted = climate_prediction(str(climate), read_meta(physics_cube), 1, result["channels"])
+    from astrohpc.physics.grid import SphereGrid
+
+    meta = read_meta(physics_cube)
+    area = SphereGrid.from_meta(meta).area_weight.double().numpy()
+    cube = LazyCube(physics_cube).prepare()
+    variables = dict.fromkeys(n.split("@")[0] for n in result["channels"])
+    channels = np.concatenate([meta.channels_of([v]) for v in variables])
+    truth = cube.read(1, 0, int(meta.time_count[1]))[:, channels].astype(np.float64)
+    m_rmse, _ = rmse_bias(predicted, truth[1:].mean(axis=0), area)
+    assert result["methods"]["climate_surrogate"]["mean_rmse"][ts] == pytest.approx(m_rmse[ts], rel=1e-9)
+    maps = np.load(task_dir(folder, 0) / "maps.npz")
+    assert "ts" in maps["channels"] and maps["gcm"].shape[1:] == (meta.shape[-2], meta.shape[-1])
+    assert {"method_surrogate", "method_climate_surrogate"} <= set(maps.files)

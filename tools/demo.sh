@@ -16,20 +16,20 @@ t0=$(date +%s)
 stage() { echo; echo "=== [demo +$(( $(date +%s) - t0 ))s] $*"; }
 note() { echo "$*" | tee -a "$SUMMARY"; }
 
-stage "1/11 local Slurm cluster (tools/local-slurm.sh)"
+stage "1/14 local Slurm cluster (tools/local-slurm.sh)"
 bash tools/local-slurm.sh start
 eval "$(bash tools/local-slurm.sh env)"
 note "cluster: $(sinfo -h -o '%P %D node(s) %T, %c CPUs')"
 
-stage "2/11 astrohpc doctor"
+stage "2/14 astrohpc doctor"
 $A doctor --require slurm,exoplasim
 note "doctor: every required component present"
 
-stage "3/11 compile the reference GCM once (cached; array tasks never compile)"
+stage "3/14 compile the reference GCM once (cached; array tasks never compile)"
 $A gcm build
 note "gcm build: ExoPlaSim ready"
 
-stage "4/11 GCM sweep: spin-up job, then a Slurm job array + aggregation job (manifest + HDF5 datacubes)"
+stage "4/14 GCM sweep: spin-up job, then a Slurm job array + aggregation job (manifest + HDF5 datacubes)"
 $A gcm sweep configs/gcm/demo.yaml "run.root=$DEMO" --submit --wait --timeout 1800
 SWEEP=$DEMO/demo
 CUBE=$SWEEP/datacube.h5
@@ -46,21 +46,29 @@ print(f"{m.shape[0]} runs x {m.shape[1]} days x {m.shape[2]} channels ({', '.joi
 PY
 )"
 
-stage "5/11 normalisation statistics, 2 MPI ranks (mpirun -n 2 astrohpc data stats)"
+stage "5/14 normalisation statistics, 2 MPI ranks (mpirun -n 2 astrohpc data stats)"
 mpirun -n 2 $A data stats "$CUBE"
 note "stats: area-weighted, whole cube and per run, in ${CUBE%.h5}.stats.h5"
 
-stage "6/11 train the surrogate: 2-rank DDP under srun on the local Slurm, preempted by a signal mid-run, requeued, resumed"
+stage "6/14 train the surrogate: 2-rank DDP under srun on the local Slurm, preempted by a signal mid-run, requeued, resumed"
 TRAIN=$DEMO/train
 TRAINED=$(.venv/bin/python tools/demo_train.py configs/train/demo.yaml "run.root=$DEMO" "train.cube=$CUBE" --signal-after 30)
 echo "$TRAINED"
 RETRAINED=$(.venv/bin/python -c "import json,sys; print('' if 'reused' in json.loads(sys.argv[1]) else 'yes')" "$TRAINED")
 note "train: $(.venv/bin/python -c "import json,sys; r=json.loads(sys.argv[1]); print('reused finished run' if 'reused' in r else f\"job {r['job_id']}: USR1 at step {r['signal_at_step']}, requeued {r['restarts']}x, resumed={r['resumed']}, {r['status']} at step {r['step']} on {r['world_size']} ranks\"); print('       weights:', ', '.join(r['exports'].values()))" "$TRAINED")"
 
-stage "7/11 GCM parity study as a Slurm array (one task per held-out run, each with a GCM twin) + aggregation job"
+stage "7/14 train the climate surrogate (planet parameters -> time-mean fields), one process"
+CLIMATE=$DEMO/climate
+[ -n "$RETRAINED" ] && rm -rf "$CLIMATE"
+if [ ! -f "$CLIMATE/export/best.pt" ]; then
+  $A train configs/train/climate_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" --no-progress > "$DEMO/climate-train.json"
+fi
+note "climate: $CLIMATE/export/best.pt ($(.venv/bin/python -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['step'], 'steps, best epoch', s['best']['epoch'])" "$CLIMATE/metrics.json"))"
+
+stage "8/14 GCM parity study as a Slurm array (one task per held-out run, each with a GCM twin) + aggregation job"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/parity"
 $A study parity configs/study/parity_demo.yaml "run.root=$DEMO" "study.model=$TRAIN/export/best.pt" \
-  "study.sweep=$SWEEP" --submit --wait --timeout 1800
+  "study.sweep=$SWEEP" "study.climate_model=$CLIMATE/export/best.pt" --submit --wait --timeout 1800
 note "parity: $(.venv/bin/python - "$DEMO/parity" <<'PY'
 import json, sys
 folder = sys.argv[1]
@@ -74,25 +82,43 @@ print(f"daily ts RMSE over runs {', '.join(head['runs'])}: surrogate {ts['surrog
 PY
 )"
 
-stage "8/11 rollout study as a Slurm array: 10,000 steps from 2 GCM states of each held-out run + a twin"
+stage "9/14 rollout study as a Slurm array: 10,000 steps from 2 GCM states of each held-out run + a twin"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/rollout"
 $A study rollout configs/study/rollout_demo.yaml "run.root=$DEMO" "study.model=$TRAIN/export/best.pt" \
   --submit --wait --timeout 2700
 note "rollout: $(.venv/bin/python -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"{s['members_without_divergence']} of {s['members']} members reached {s['steps']} steps without a divergence flag (earliest flag after {s['min_steps_without_divergence']}); {s['median_wall_s_per_10000_member_steps']:.0f} s per 10,000 steps of one member; dry-mass error <= {s['max_dry_mass_rel_error']:.1g}\")" "$DEMO/rollout/summary.json")"
 
-stage "9/11 ablation study as a Slurm array: full model and 3 variants x 3 seeds, paired statistics"
+stage "10/14 ablation study as a Slurm array: full model and 3 variants x 3 seeds, paired statistics"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/ablation"
 $A study ablation configs/study/ablation_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" --submit --wait --timeout 2700
 note "ablation: $DEMO/ablation/ablation.csv ($(.venv/bin/python -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(1 for r in d['rows'] if r.get('significant')), 'of', len(d['rows']), 'variant x metric effects significant after Holm')" "$DEMO/ablation/ablation.json"))"
 
-stage "10/11 reader benchmark on the demo cube (independent/collective, 1 and 2 ranks, vs baselines)"
+stage "11/14 calibration study as a Slurm array: MC dropout and a 3-member deep ensemble, sigma-scaling fitted on the validation run"
+[ -n "$RETRAINED" ] && rm -rf "$DEMO/calibration"
+$A study calibration configs/study/calibration_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" --submit --wait --timeout 2700
+note "calibration: $(.venv/bin/python - "$DEMO/calibration" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(f"{sys.argv[1]}/calibration.csv")))
+pooled = [r for r in rows if r.get("channel", "").startswith("all")]
+print("; ".join(f"{r['method']} {r.get('scaling', '')}: 95% coverage {float(r['coverage95']):.3f}, ECE {float(r['ece']):.3f}"
+                for r in pooled) or "see calibration.csv")
+PY
+)"
+
+stage "12/14 spin-up acceleration: a small cold-start sweep (6 planets x 60 days) as arrays, then the study as arrays"
+$A gcm sweep configs/gcm/spinup_small.yaml "run.root=$DEMO" --submit --wait --timeout 2700
+$A data stats "$DEMO/spinup_small/datacube.h5"
+$A study spinup configs/study/spinup_demo.yaml "run.root=$DEMO" "study.sweep=$DEMO/spinup_small" --submit --wait --timeout 2700
+note "spin-up: $DEMO/spinup/spinup.csv"
+
+stage "13/14 reader benchmark on the demo cube (independent/collective, 1 and 2 ranks, vs baselines)"
 rm -rf "$DEMO/bench" && mkdir -p "$DEMO/bench"
 $A data bench "$CUBE" --input-steps 1 --target-steps 1 --passes 2 --bytes 5e8 --out "$DEMO/bench"
 note "bench: $(ls "$DEMO"/bench/*.json)"
 
-stage "11/11 report"
+stage "14/14 report"
 REPORT=$($A report sweep "$SWEEP" -o "$DEMO/report" --bench "$DEMO"/bench/*.json --train "$TRAIN" --study "$DEMO/parity" \
-  --study "$DEMO/rollout" --study "$DEMO/ablation" \
+  --study "$DEMO/rollout" --study "$DEMO/ablation" --study "$DEMO/calibration" --study "$DEMO/spinup" \
   --note "Each run branches from one 360-day spin-up of an Earth-like aquaplanet and runs 30 days with its own rotation period and instellation. The table 'Distance from equilibrium' says how far each still is from balance.")
 note "report: $REPORT"
 

@@ -68,7 +68,7 @@ note "climate: $CLIMATE/export/best.pt ($(.venv/bin/python -c "import json,sys; 
 stage "8/14 GCM parity study as a Slurm array (one task per held-out run, each with a GCM twin) + aggregation job"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/parity"
 $A study parity configs/study/parity_demo.yaml "run.root=$DEMO" "study.model=$TRAIN/export/best.pt" \
-  "study.sweep=$SWEEP" "study.climate_model=$CLIMATE/export/best.pt" --submit --wait --timeout 1800
+  "study.sweep=$SWEEP" "study.climate_model=$CLIMATE/export/best.pt" --replace --submit --wait --timeout 1800
 note "parity: $(.venv/bin/python - "$DEMO/parity" <<'PY'
 import json, sys
 folder = sys.argv[1]
@@ -85,17 +85,17 @@ PY
 stage "9/14 rollout study as a Slurm array: 10,000 steps from 2 GCM states of each held-out run + a twin"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/rollout"
 $A study rollout configs/study/rollout_demo.yaml "run.root=$DEMO" "study.model=$TRAIN/export/best.pt" \
-  --submit --wait --timeout 2700
+  --replace --submit --wait --timeout 2700
 note "rollout: $(.venv/bin/python -c "import json,sys; s=json.load(open(sys.argv[1])); print(f\"{s['members_without_divergence']} of {s['members']} members reached {s['steps']} steps without a divergence flag (earliest flag after {s['min_steps_without_divergence']}); {s['median_wall_s_per_10000_member_steps']:.0f} s per 10,000 steps of one member; dry-mass error <= {s['max_dry_mass_rel_error']:.1g}\")" "$DEMO/rollout/summary.json")"
 
 stage "10/14 ablation study as a Slurm array: full model and 3 variants x 3 seeds, paired statistics"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/ablation"
-$A study ablation configs/study/ablation_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" --submit --wait --timeout 2700
+$A study ablation configs/study/ablation_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" --replace --submit --wait --timeout 2700
 note "ablation: $DEMO/ablation/ablation.csv ($(.venv/bin/python -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(1 for r in d['rows'] if r.get('significant')), 'of', len(d['rows']), 'variant x metric effects significant after Holm')" "$DEMO/ablation/ablation.json"))"
 
 stage "11/14 calibration study as a Slurm array: MC dropout and a 3-member deep ensemble, sigma-scaling fitted on the validation run"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/calibration"
-$A study calibration configs/study/calibration_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" --submit --wait --timeout 2700
+$A study calibration configs/study/calibration_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" --replace --submit --wait --timeout 2700
 note "calibration: $(.venv/bin/python - "$DEMO/calibration" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(f"{sys.argv[1]}/calibration.csv")))
@@ -108,7 +108,7 @@ PY
 stage "12/14 spin-up acceleration: a small cold-start sweep (6 planets x 60 days) as arrays, then the study as arrays"
 $A gcm sweep configs/gcm/spinup_small.yaml "run.root=$DEMO" --submit --wait --timeout 2700
 $A data stats "$DEMO/spinup_small/datacube.h5"
-$A study spinup configs/study/spinup_demo.yaml "run.root=$DEMO" "study.sweep=$DEMO/spinup_small" --submit --wait --timeout 2700
+$A study spinup configs/study/spinup_demo.yaml "run.root=$DEMO" "study.sweep=$DEMO/spinup_small" --replace --submit --wait --timeout 2700
 note "spin-up: $DEMO/spinup/spinup.csv"
 
 stage "13/14 reader benchmark on the demo cube (independent/collective, 1 and 2 ranks, vs baselines)"

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         how.add_argument("--local", action="store_true", help="run the unfinished tasks here, then aggregate")
         how.add_argument("--dry-run", action="store_true", help="list the tasks and print the scripts; submit nothing")
         p.add_argument("--task-id", type=int, default=None, help="run only this task, here")
+        p.add_argument("--replace", action="store_true",
+                       help="if the study folder holds a study with another config, delete it and start over")
         p.add_argument("--wait", action="store_true", help="with --submit: wait for the aggregation job")
         p.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits (default 3600)")
         p.set_defaults(func=_study, kind=kind)
@@ -59,6 +61,10 @@ def _study(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     _absolute(cfg)
+    if getattr(args, "replace", False):
+        from astrohpc.studies.execute import replace_if_different
+
+        replace_if_different(args.kind, cfg)
     folder = plan_study(args.kind, cfg)
     if args.task_id is not None:
         result = run_task(folder, args.task_id)

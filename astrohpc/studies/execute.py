@@ -48,6 +48,21 @@ def plan_study(kind: str, cfg: Any) -> Path:
     return folder
 
 
+def replace_if_different(kind: str, cfg: Any) -> bool:
+    """Delete the study folder of `cfg` when it holds another study (kind or config); True if it did."""
+    import shutil
+
+    folder = study_dir_of(cfg)
+    if not (folder / STUDY_FILE).is_file():
+        return False
+    study = load_study(folder)
+    if study["kind"] == kind and study["config_hash"] == config_hash(cfg):
+        return False
+    log.warning("%s held a %s study with another config: deleted (--replace)", folder, study["kind"])
+    shutil.rmtree(folder)
+    return True
+
+
 def array_task_id(explicit: Optional[int] = None) -> int:
     """The task id: explicit, else SLURM_ARRAY_TASK_ID + ASTROHPC_TASK_OFFSET."""
     if explicit is not None:

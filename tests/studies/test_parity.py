@@ -253,3 +253,16 @@ def test_parity_scores_the_climate_surrogate_and_saves_maps(trained, physics_cub
     maps = np.load(task_dir(folder, 0) / "maps.npz")
     assert "ts" in maps["channels"] and maps["gcm"].shape[1:] == (meta.shape[-2], meta.shape[-1])
     assert {"method_surrogate", "method_climate_surrogate"} <= set(maps.files)
+
+
+def test_replace_deletes_only_a_different_study(trained, tmp_path):
+    from astrohpc.errors import ConfigError
+    from astrohpc.studies.execute import replace_if_different
+
+    folder = plan_study("parity", _study_cfg(tmp_path, trained))
+    assert replace_if_different("parity", _study_cfg(tmp_path, trained)) is False
+    other = _study_cfg(tmp_path, trained, cost_batch=2)
+    with pytest.raises(ConfigError, match="another config"):
+        plan_study("parity", other)
+    assert replace_if_different("parity", other) is True and not folder.exists()
+    assert plan_study("parity", other) == folder

@@ -252,7 +252,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
               "climatology": base.climatology(train_means)[None], "nearest_run": near[1:steps],
               "linear_regression": base.linear_regression(z_train, train_means, z_target)[None]}
     if cfg.study.climate_model:
-        if info["cube"] != read_export_cube(cfg.study.climate_model):
+        if Path(info["cube"]).resolve() != Path(read_export_cube(cfg.study.climate_model)).resolve():
             raise ConfigError("study.climate_model was trained on another cube than study.model; parity compares "
                               "both on the same held-out runs")
         fields["climate_surrogate"] = climate_prediction(cfg.study.climate_model, meta, run_index, names)[None]

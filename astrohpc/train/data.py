@@ -54,7 +54,7 @@ def cube_path(cfg: Any) -> Path:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such cube (train.cube / data.cube); convert the GCM output first")
-    return path
+    return path.resolve()  # exports record where it is, wherever the model is used from
 
 
 def _dataset(cfg: Any, model: Any, cube: Path, runs: list[int], param_norm: dict) -> Dataset:

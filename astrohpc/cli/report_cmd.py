@@ -1,4 +1,5 @@
-"""`astrohpc report sweep SWEEP_DIR`: tables and plots from what a sweep wrote."""
+"""`astrohpc report DIR` (= `report run DIR`): REPORT.md of a whole run folder; `astrohpc report sweep
+SWEEP_DIR`: tables and plots from what one sweep wrote."""
 
 from __future__ import annotations
 
@@ -18,6 +19,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--study", action="append", default=[], metavar="STUDY_DIR",
                        help="a study folder (parity, ...) to report on (repeatable)")
     sweep.set_defaults(func=_sweep)
+    run = verbs.add_parser("run", help="REPORT.md of a run folder (e.g. runs/demo): its sweep, trainings, studies "
+                                       "and benchmarks, found by what they hold; `astrohpc report DIR` for short")
+    run.add_argument("run_dir")
+    run.add_argument("--note", action="append", default=[], help="a paragraph to add (repeatable)")
+    run.set_defaults(func=_run)
+
+
+VERBS = ("sweep", "run")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from astrohpc.analysis.run_report import build_run_report
+
+    print(build_run_report(args.run_dir, args.note))
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:

@@ -179,6 +179,16 @@ def test_parity_with_the_gcm_twin_on_a_real_sweep(smoke_gcm_run, tmp_path):
         header = f.readline()
     assert "daily_rmse_over_twin" in header
 
+    # `astrohpc report DIR`: the sweep, the training and the study found in the folder, one REPORT.md
+    done = subprocess.run([sys.executable, "-m", "astrohpc", "report", str(tmp_path)], capture_output=True,
+                          text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "REPORT.md").read_text()
+    for heading in ("## Runs", "## Surrogate training", "## GCM parity on held-out runs", "## Tables (CSV)"):
+        assert heading in text
+    assert "](report/parity_lead.png)" in text and (tmp_path / "report" / "parity_lead.png").is_file()
+    assert "`parity/parity.csv`" in text
+
 
 def test_rollout_study_runs_restarts_and_aggregates(trained, tmp_path, monkeypatch):
     """The rollout kind on the held-out run: 2 initial conditions + a twin, 60 steps in segments

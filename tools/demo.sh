@@ -117,13 +117,12 @@ $A data bench "$CUBE" --input-steps 1 --target-steps 1 --passes 2 --bytes 5e8 --
 note "bench: $(ls "$DEMO"/bench/*.json)"
 
 stage "14/14 report"
-REPORT=$($A report sweep "$SWEEP" -o "$DEMO/report" --bench "$DEMO"/bench/*.json --train "$TRAIN" --study "$DEMO/parity" \
-  --study "$DEMO/rollout" --study "$DEMO/ablation" --study "$DEMO/calibration" --study "$DEMO/spinup" \
+REPORT=$($A report "$DEMO" \
   --note "Each run branches from one 360-day spin-up of an Earth-like aquaplanet and runs 30 days with its own rotation period and instellation. The table 'Distance from equilibrium' says how far each still is from balance.")
 note "report: $REPORT"
 
 stage "done in $(( $(date +%s) - t0 )) s; what each stage produced:"
 cat "$SUMMARY"
 echo
-echo "Open $DEMO/report/report.md. The local Slurm cluster is still up for a look around"
+echo "Open $DEMO/REPORT.md (figures in $DEMO/report/). The local Slurm cluster is still up for a look around"
 echo "(squeue -t all, sinfo); stop it with 'make cluster-stop'."

@@ -62,7 +62,7 @@ def _plot_maps(report: MarkdownReport, study_dir: Path, results: list[dict[str, 
     found = [(res, m) for res, m in found if channel in list(m["channels"])]
     if not found:
         return
-    fig, axes = plt.subplots(len(found), 4, figsize=(18, 3.2 * len(found)), squeeze=False)
+    fig, axes = plt.subplots(len(found), 4, figsize=(19, 3.4 * len(found)), squeeze=False, constrained_layout=True)
     for row, (res, maps) in zip(axes, found):
         c = list(maps["channels"]).index(channel)
         lat, lon = maps["lat"], maps["lon"]

@@ -69,16 +69,17 @@ def _plot_losses(report: MarkdownReport, run_dir: Path, history: list[dict[str, 
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    report.figure(fig, "training_loss", "Training loss (data term: area-weighted MSE of the step change in units "
-                                        "of the cube's step-change std, plus weighted physics terms) and the "
-                                        "validation loss per epoch on the held-out validation run")
+    report.figure(fig, f"training_loss_{run_dir.name}",
+                  f"`{run_dir.name}`: training loss (data term: area-weighted MSE in normalised units — of the step "
+                  "change for the emulator, of the time-mean field for the climate surrogate — plus the weighted "
+                  "physics terms) and the validation loss per epoch on the held-out validation run")
     plt.close(fig)
 
 
 def add_training_section(report: MarkdownReport, run_dir: str | Path) -> None:
     """Append the training section for `run_dir` to `report` (a note when the run has not finished)."""
     run_dir = Path(run_dir)
-    report.heading("Surrogate training")
+    report.heading(f"Surrogate training: `{run_dir.name}`")
     summary_path = run_dir / "metrics.json"
     if not summary_path.is_file():
         report.paragraph(f"No training summary in `{run_dir}` (the run did not finish).")

@@ -22,7 +22,7 @@ def test_training_section_matches_the_run(physics_cube, tmp_path):
     report = MarkdownReport(tmp_path / "report", "t")
     add_training_section(report, tmp_path / "r")
     text = report.write().read_text()
-    assert (tmp_path / "report" / "training_loss.png").stat().st_size > 1000
+    assert (tmp_path / "report" / "training_loss_r.png").stat().st_size > 1000
     assert f"training {names[0]}; validation {names[1]}" in text
     best = summary["best"]["epoch"]
     with open(tmp_path / "r" / "metrics" / "validation.csv", newline="") as f:

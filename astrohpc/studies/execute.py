@@ -87,7 +87,9 @@ def run_task(study_dir: str | Path, task_id: int) -> dict[str, Any]:
     except Exception as exc:
         write_failure(study_dir, task_id, exc)
         raise
-    result = {"task": tasks[task_id], "wall_s": time.perf_counter() - started, **result}
+    from astrohpc.provenance import collect
+
+    result = {"task": tasks[task_id], "wall_s": time.perf_counter() - started, "provenance": collect(cfg), **result}
     write_result(study_dir, task_id, result)
     return result
 

@@ -33,6 +33,7 @@ run.json (provenance). Progress: a tqdm bar on rank 0 when `progress=True` (the 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -444,10 +445,18 @@ def train(cfg: Any, progress: bool = False, env: Optional[DistEnv] = None) -> di
     if cfg.train.unroll_steps > 1 and cfg.model.task != "emulator":
         raise ConfigError("train.unroll_steps > 1 is for model.task = emulator (the climate surrogate has no steps)")
     init_process_group(env)
+    trainer = None
     try:
-        return Trainer(cfg, env, progress).fit()
+        trainer = Trainer(cfg, env, progress)
+        summary = trainer.fit()
     finally:
+        # free DDP (its reducer holds the process group, and reference cycles keep it alive until a
+        # later collection) before the group goes: else a rank may abort at exit with "terminate
+        # called without an active exception"
+        trainer = None
+        gc.collect()
         shutdown()
+    return summary
 
 
 __all__ = ["Trainer", "train", "run_dir"]

@@ -17,6 +17,7 @@ import numpy as np
 
 from astrohpc.analysis.markdown import MarkdownReport
 from astrohpc.analysis.study_record import aggregated
+from astrohpc.studies.tasks import read_result, task_dir
 
 LABELS = {"surrogate": "surrogate", "climate_surrogate": "climate surrogate", "persistence": "persistence",
           "climatology": "training climatology",
@@ -57,8 +58,8 @@ def _plot_maps(report: MarkdownReport, study_dir: Path, results: list[dict[str, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    found = [(res, np.load(study_dir / "tasks" / f"{i:04d}" / "maps.npz")) for res, i in zip(results, ids)
-             if (study_dir / "tasks" / f"{i:04d}" / "maps.npz").is_file()]
+    found = [(res, np.load(task_dir(study_dir, i) / "maps.npz")) for res, i in zip(results, ids)
+             if (task_dir(study_dir, i) / "maps.npz").is_file()]
     found = [(res, m) for res, m in found if channel in list(m["channels"])]
     if not found:
         return
@@ -103,7 +104,7 @@ def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
         return
     head = json.loads(Path(record["outputs"]["headline"]).read_text())
     summary = json.loads(Path(record["outputs"]["summary"]).read_text())
-    results = [json.loads((study_dir / "tasks" / f"{i:04d}" / "result.json").read_text()) for i in record["finished"]]
+    results = [read_result(study_dir, i) for i in record["finished"]]
     partial = " **Partial: not every task finished.**" if record.get("partial") else ""
     report.paragraph(
         f"Held-out runs {', '.join(head['runs'])} (whole runs; the trainer never read them).{partial} The surrogate "

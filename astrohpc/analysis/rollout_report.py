@@ -16,6 +16,7 @@ from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
 from astrohpc.analysis.study_record import aggregated
+from astrohpc.studies.tasks import read_result
 
 
 def _incomplete(report: MarkdownReport, study_dir: Path, what: str) -> dict[str, Any] | None:
@@ -34,7 +35,7 @@ def _plot_rollouts(report: MarkdownReport, study_dir: Path, record: dict[str, An
 
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for task_id in record["finished"]:
-        result = json.loads((study_dir / "tasks" / f"{task_id:04d}" / "result.json").read_text())
+        result = read_result(study_dir, task_id)
         with xr.open_dataset(result["netcdf"]) as ds:
             for m in range(ds.sizes["member"]):
                 label = str(ds["member_label"].values[m]) if "member_label" in ds else f"{result['run']} {m}"

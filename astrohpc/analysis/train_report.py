@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
+from astrohpc.data.cube import pick_channels
 
 SHOWN = ("ts", "tas", "ps", "pr", "rlut", "rsut", "ta@0.924", "ta@0.5668", "ua@0.5668", "hus@0.924")
 
@@ -41,11 +42,7 @@ def validation_rows(run_dir: Path, epoch: int) -> list[dict[str, Any]]:
 
 
 def _select(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    picked = []
-    for name in SHOWN:
-        picked += [r for r in rows if r["channel"] == name or
-                   (r["channel"].split("@")[0] == name.split("@")[0] and "@" in name and "@" in r["channel"]
-                    and abs(float(r["channel"].split("@")[1]) - float(name.split("@")[1])) < 1e-3)]
+    picked = [rows[i] for i in pick_channels([r["channel"] for r in rows], list(SHOWN))]
     return picked or rows[:12]
 
 

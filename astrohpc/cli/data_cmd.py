@@ -78,7 +78,6 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from astrohpc.data.cube import read_meta
     from astrohpc.data.schema import stats_path
@@ -89,10 +88,9 @@ def _stats(args: argparse.Namespace) -> int:
     if comm is None or comm.Get_rank() == 0:
         meta = read_meta(args.cube)
         print(f"{'channel':<22} {'mean':>12} {'std':>12} {'min':>12} {'max':>12} {'d/dt std':>12}")
-        for c, name in enumerate(meta.variables):
-            level = "" if np.isnan(meta.levels[c]) else f"@{meta.levels[c]:g}"
+        for c, name in enumerate(meta.channel_names):
             f, d = stats["fields"], stats["diffs"]
-            print(f"{name + level:<22} {f['mean'][c]:12.5g} {f['std'][c]:12.5g} {f['min'][c]:12.5g} "
+            print(f"{name:<22} {f['mean'][c]:12.5g} {f['std'][c]:12.5g} {f['min'][c]:12.5g} "
                   f"{f['max'][c]:12.5g} {d['std'][c]:12.5g}")
         print(f"{args.weighting}-weighted statistics of {meta.shape[0]} run(s) stored in {stats_path(args.cube)} "
               f"({comm.Get_size() if comm else 1} rank(s))")

@@ -195,22 +195,18 @@ def _task(args: argparse.Namespace) -> int:
 
 
 def _run_one_task(args: argparse.Namespace) -> int:
-    import os
 
     from astrohpc.errors import GCMError
     from astrohpc.gcm.sweep import run_spinup, run_task
-    from astrohpc.launch import SlurmJobEnv
+    from astrohpc.launch.job_env import array_index
 
     if args.spinup:
         summary = run_spinup(args.sweep_dir)
         print(f"spin-up: {summary['status']}")
         return 0
-    index = args.index
+    index = args.index if args.index is not None else array_index()
     if index is None:
-        env = SlurmJobEnv.from_environ()
-        if env.array_task_id is None:
-            raise GCMError("no task index: give --index N, or run inside a Slurm array (SLURM_ARRAY_TASK_ID)")
-        index = int(os.environ.get("ASTROHPC_TASK_OFFSET", "0")) + int(env.array_task_id)
+        raise GCMError("no task index: give --index N, or run inside a Slurm array (SLURM_ARRAY_TASK_ID)")
     summary = run_task(args.sweep_dir, index)
     print(f"task {index}: {summary['status']} ({summary.get('wall_time_s', 0):.1f} s)")
     return 0

@@ -171,6 +171,41 @@ class CubeMeta:
         return {"names": names, "transform": ["log10" if n.endswith(LOG_PARAM_SUFFIX) else "identity" for n in names],
                 "mean": mean, "std": np.where(std > 0, std, 1.0)}
 
+    def normalized_params(self, norm: dict[str, Any]) -> np.ndarray:
+        """float64 [run, P]: every run's parameters as a model reads them, z = (f(x) − mean) / std
+        with a `param_normalization()` dict (this cube's, or a trained model's saved one)."""
+        names = list(norm["names"])
+        return (transform_params(self.param_matrix(names), names) - np.asarray(norm["mean"])) / np.asarray(norm["std"])
+
+    @property
+    def channel_names(self) -> list[str]:
+        """The label of every channel: 'variable', or 'variable@level' for one level of a 3-D variable."""
+        return [channel_label(v, lev) for v, lev in zip(self.variables, self.levels)]
+
+
+def channel_label(variable: str, level: float) -> str:
+    """'variable' for a 2-D channel (level NaN), 'variable@level' (level as %g) for one level."""
+    return variable if np.isnan(level) else f"{variable}@{level:g}"
+
+
+def pick_channels(names: list[str], wanted: list[str], tolerance: float = 1e-3) -> list[int]:
+    """Indices into channel labels `names` of the labels `wanted`, in the order of `wanted`: a
+    label matches itself, and 'var@level' also the nearest level of var within `tolerance`;
+    wanted labels with no match are left out."""
+    out = []
+    for want in wanted:
+        if want in names:
+            out.append(list(names).index(want))
+            continue
+        if "@" not in want:
+            continue
+        var, level = want.split("@")
+        near = [(abs(float(n.split("@")[1]) - float(level)), i) for i, n in enumerate(names)
+                if "@" in n and n.split("@")[0] == var]
+        if near and min(near)[0] <= tolerance:
+            out.append(min(near)[1])
+    return out
+
 
 def transform_params(matrix: np.ndarray, names: list[str]) -> np.ndarray:
     """log10 of partial pressures (floored at 1e-6 bar), identity for the rest: float64 [run, P]."""

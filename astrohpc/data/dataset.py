@@ -14,12 +14,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from astrohpc.data.cube import LazyCube, read_meta, transform_params
+from astrohpc.data.cube import LazyCube, read_meta
 from astrohpc.data.stats import NEGLIGIBLE_STD
 from astrohpc.errors import DataError
+from astrohpc.physics.constants import FIELDS as PLANET_CONSTANTS
 
-# Run parameters passed raw (SI) per item as item["planet"], for physics on de-normalised fields.
-PLANET_CONSTANTS = ("radius_m", "gravity_m_s2", "gas_constant_J_kg_K", "cp_J_kg_K")
+
+def planet_params(meta: Any) -> dict[str, np.ndarray]:
+    """The planet's SI constants (astrohpc.physics.constants.FIELDS) that every run of `meta`
+    carries, raw: name -> [run] (for PlanetConstants; a constant some run lacks is left out)."""
+    return {name: meta.params[name] for name in PLANET_CONSTANTS
+            if name in meta.params and not np.isnan(meta.params[name]).any()}
 
 
 def window_index(time_count: np.ndarray, input_steps: int, target_steps: int, stride: int = 1) -> np.ndarray:
@@ -102,12 +107,8 @@ class WindowDataset(Dataset):
             # a numerically constant channel (e.g. the ~1e-34 humidity of a cold start) is centred, not scaled
             self._std = np.where(std > NEGLIGIBLE_STD, std, 1.0).astype(np.float32)[:, None, None]
         self.param_norm = param_norm or self.meta.param_normalization(params)
-        names = self.param_norm["names"]
-        z = (transform_params(self.meta.param_matrix(names), names) - self.param_norm["mean"]) / self.param_norm["std"]
-        self._params = z.astype(np.float32)  # [run, P]
-        # the planet's constants in SI, raw, for physics (astrohpc.physics.constants.PlanetConstants)
-        self._planet = {name: self.meta.params[name] for name in PLANET_CONSTANTS if name in self.meta.params
-                        and not np.isnan(self.meta.params[name]).any()}
+        self._params = self.meta.normalized_params(self.param_norm).astype(np.float32)  # [run, P]
+        self._planet = planet_params(self.meta)
         self.static_names = sorted(self.meta.static) if static else []
         self._static = None
         if static:
@@ -138,9 +139,8 @@ class WindowDataset(Dataset):
     @property
     def channel_names(self) -> list[str]:
         """'variable' or 'variable@level' of each channel in the items, in order."""
-        picks = range(len(self.meta.variables)) if self.channels is None else self.channels
-        return [self.meta.variables[c] + ("" if np.isnan(self.meta.levels[c]) else f"@{self.meta.levels[c]:g}")
-                for c in picks]
+        names = self.meta.channel_names
+        return names if self.channels is None else [names[c] for c in self.channels]
 
     def __len__(self) -> int:
         return len(self.windows)

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from astrohpc.data.cube import LazyCube, read_meta, transform_params
-from astrohpc.data.dataset import PLANET_CONSTANTS
+from astrohpc.data.cube import LazyCube, read_meta
+from astrohpc.data.dataset import planet_params
 from astrohpc.errors import DataError
 
 
@@ -65,11 +65,8 @@ class RunDataset(Dataset):
                                 f"overlap the {self.spinup_steps} spin-up steps; shorten the window or the spin-up")
         self.channels = self.meta.channels_of(variables) if variables else None
         self.param_norm = param_norm or self.meta.param_normalization(params)
-        names = self.param_norm["names"]
-        z = (transform_params(self.meta.param_matrix(names), names) - self.param_norm["mean"]) / self.param_norm["std"]
-        self._params = z.astype(np.float32)
-        self._planet = {name: self.meta.params[name] for name in PLANET_CONSTANTS if name in self.meta.params
-                        and not np.isnan(self.meta.params[name]).any()}
+        self._params = self.meta.normalized_params(self.param_norm).astype(np.float32)
+        self._planet = planet_params(self.meta)
         self.static_names = sorted(self.meta.static) if static else []
         if static and not self.static_names:
             raise DataError(f"{path}: static=True but the cube has no static fields; reconvert with "

@@ -24,11 +24,11 @@ from astrohpc.gcm.manifest import SUBMISSION
 from astrohpc.gcm.run import is_finished
 from astrohpc.gcm.sweep import SPINUP_DIR, load_table, unfinished_tasks
 from astrohpc.launch import render_sbatch, submit, write_script
+from astrohpc.launch.job_env import ARRAY_OFFSET_VARIABLE as OFFSET_VARIABLE
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
 TASK_TEMPLATE = "gcm_sweep.sbatch"
 AGGREGATE_TEMPLATE = "gcm_aggregate.sbatch"
-OFFSET_VARIABLE = "ASTROHPC_TASK_OFFSET"
 
 
 def max_array_size() -> int:
@@ -63,13 +63,6 @@ def array_chunks(tasks: list[int], max_size: int) -> list[dict[str, Any]]:
             for offset, members in sorted(chunks.items())]
 
 
-def _common_options(cfg: Config) -> dict[str, Any]:
-    options: dict[str, Any] = {"partition": cfg.slurm.partition, "account": cfg.slurm.account,
-                               "qos": cfg.slurm.qos, "time": cfg.slurm.time}
-    options.update(cfg.slurm.extra)
-    return options
-
-
 def render_task_array(cfg: Config, sweep_dir: Path, chunk: dict, python: str = sys.executable) -> str:
     """The sbatch script of one task array (1 task of gcm.ncpus CPUs and slurm.mem each)."""
     array = chunk["array"] + (f"%{cfg.slurm.max_parallel}" if cfg.slurm.max_parallel else "")
@@ -77,21 +70,21 @@ def render_task_array(cfg: Config, sweep_dir: Path, chunk: dict, python: str = s
         TASK_TEMPLATE, [python, "-m", "astrohpc", "gcm", "task", str(sweep_dir)],
         setup=cfg.slurm.setup, env={OFFSET_VARIABLE: str(chunk["offset"])},
         job_name=f"gcm-{cfg.run.name}", array=array, ntasks=1, cpus_per_task=cfg.gcm.ncpus, mem=cfg.slurm.mem,
-        output=f"{sweep_dir}/logs/task-%A_%a.out", **_common_options(cfg))
+        output=f"{sweep_dir}/logs/task-%A_%a.out", **cfg.slurm.site_options())
 
 
 def render_spinup(cfg: Config, sweep_dir: Path, python: str = sys.executable) -> str:
     return render_sbatch(
         TASK_TEMPLATE, [python, "-m", "astrohpc", "gcm", "task", str(sweep_dir), "--spinup"],
         setup=cfg.slurm.setup, job_name=f"gcm-{cfg.run.name}-spinup", ntasks=1, cpus_per_task=cfg.gcm.ncpus,
-        mem=cfg.slurm.mem, output=f"{sweep_dir}/logs/spinup-%j.out", **_common_options(cfg))
+        mem=cfg.slurm.mem, output=f"{sweep_dir}/logs/spinup-%j.out", **cfg.slurm.site_options())
 
 
 def render_aggregate(cfg: Config, sweep_dir: Path, python: str = sys.executable) -> str:
     return render_sbatch(
         AGGREGATE_TEMPLATE, [python, "-m", "astrohpc", "gcm", "aggregate", str(sweep_dir)],
         setup=cfg.slurm.setup, job_name=f"gcm-{cfg.run.name}-aggregate", ntasks=1, cpus_per_task=1,
-        mem=cfg.slurm.mem, output=f"{sweep_dir}/logs/aggregate-%j.out", **_common_options(cfg))
+        mem=cfg.slurm.mem, output=f"{sweep_dir}/logs/aggregate-%j.out", **cfg.slurm.site_options())
 
 
 @dataclass

@@ -64,3 +64,15 @@ class SlurmJobEnv:
     def as_dict(self) -> dict[str, str]:
         """Only the fields that are set."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+# Arrays split at MaxArraySize start at an offset: the job's script exports it, the task adds it.
+ARRAY_OFFSET_VARIABLE = "ASTROHPC_TASK_OFFSET"
+
+
+def array_index(environ: Mapping[str, str] | None = None) -> Optional[int]:
+    """This array task's index in the whole task list: SLURM_ARRAY_TASK_ID + ASTROHPC_TASK_OFFSET;
+    None outside an array job."""
+    environ = os.environ if environ is None else environ
+    task = SlurmJobEnv.from_environ(environ).array_task_id
+    return None if task is None else int(task) + int(environ.get(ARRAY_OFFSET_VARIABLE, "0"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 
 @dataclass
@@ -36,6 +36,13 @@ class SlurmSettings:
     container: Optional[str] = None
     binds: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+
+    def site_options(self, extra: bool = True) -> dict[str, Any]:
+        """The sbatch options every job of this profile carries (render_sbatch keywords): partition,
+        account, qos, time, then `extra` (unless extra=False: a caller that filters them itself)."""
+        options: dict[str, Any] = {"partition": self.partition, "account": self.account, "qos": self.qos,
+                                   "time": self.time}
+        return {**options, **self.extra} if extra else options
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.gpus_per_node < 0 or self.ntasks_per_node < 1:

@@ -65,7 +65,7 @@ def render_train(cfg: Any, config_file: Path, run_dir: Path, dependency: Optiona
                  python: str = sys.executable) -> str:
     """The sbatch script that trains `config_file` (absolute paths in the job)."""
     s = cfg.slurm
-    options: dict[str, Any] = {"partition": s.partition, "account": s.account, "qos": s.qos, "time": s.time}
+    options = s.site_options(extra=False)  # extras follow, less those a training job sets itself
     layout = task_layout(s)
     for name, value in s.extra.items():
         key = option_key(name)

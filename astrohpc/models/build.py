@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from astrohpc.data.cube import channel_label
 from astrohpc.errors import ConfigError
 from astrohpc.models.channels import ChannelTable, Normalizer
 from astrohpc.models.climate import ClimateSurrogate
@@ -57,7 +58,7 @@ class ChannelPlan:
         return {"variables": list(self.variables), "cube_channels": list(self.cube_channels),
                 "predicted": list(self.predicted), "forcing": list(self.forcing), "static": list(self.static),
                 "params": list(self.params), "scalars": list(self.scalars),
-                "channel_names": [v if np.isnan(lev) else f"{v}@{lev:g}"
+                "channel_names": [channel_label(v, lev)
                                   for v, lev in zip(self.table.variables, self.table.levels)]}
 
 

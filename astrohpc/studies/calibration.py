@@ -59,6 +59,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from astrohpc.data.cube import pick_channels
 from astrohpc.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -289,18 +290,7 @@ def climatology(info: dict[str, Any], channels: Sequence[int]) -> tuple[np.ndarr
 def select_channels(names: Sequence[str], wanted: Sequence[str] = SELECTED) -> list[int]:
     """Indices of `wanted` in `names`, in the order of `wanted`: a name, or "var@level" matching
     the nearest level of var within LEVEL_TOLERANCE; those the model lacks are left out."""
-    out = []
-    for want in wanted:
-        if "@" not in want:
-            if want in names:
-                out.append(list(names).index(want))
-            continue
-        var, level = want.split("@")
-        near = [(abs(float(n.split("@")[1]) - float(level)), i) for i, n in enumerate(names)
-                if "@" in n and n.split("@")[0] == var]
-        if near and min(near)[0] <= LEVEL_TOLERANCE:
-            out.append(min(near)[1])
-    return out
+    return pick_channels(list(names), list(wanted), LEVEL_TOLERANCE)
 
 
 def score(forecast: Forecast, area: np.ndarray, clim_mean: np.ndarray, clim_sigma: np.ndarray,

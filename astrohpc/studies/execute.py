@@ -8,7 +8,6 @@ partial aggregation, which then says so in every table it writes.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -16,12 +15,12 @@ from typing import Any, Iterator, Optional
 from astrohpc.atomic_write import write_json
 from astrohpc.config import Config, config_hash, from_dict, to_dict
 from astrohpc.errors import ConfigError
+from astrohpc.launch.job_env import array_index
 from astrohpc.studies.kinds import kind_module
 from astrohpc.studies.tasks import STUDY_FILE, load_study, read_result, status, write_failure, write_result
 
 log = logging.getLogger(__name__)
 
-OFFSET_VARIABLE = "ASTROHPC_TASK_OFFSET"
 
 
 def study_dir_of(cfg: Any) -> Path:
@@ -65,12 +64,10 @@ def replace_if_different(kind: str, cfg: Any) -> bool:
 
 def array_task_id(explicit: Optional[int] = None) -> int:
     """The task id: explicit, else SLURM_ARRAY_TASK_ID + ASTROHPC_TASK_OFFSET."""
-    if explicit is not None:
-        return explicit
-    index = os.environ.get("SLURM_ARRAY_TASK_ID")
+    index = explicit if explicit is not None else array_index()
     if index is None:
         raise ConfigError("no task id: pass --task-id N, or run inside a Slurm array job")
-    return int(index) + int(os.environ.get(OFFSET_VARIABLE, "0"))
+    return index
 
 
 def run_task(study_dir: str | Path, task_id: int) -> dict[str, Any]:

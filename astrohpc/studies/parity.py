@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from astrohpc.data.cube import pick_channels
 from astrohpc.errors import ConfigError, DataError
 from astrohpc.studies import baselines as base
 from astrohpc.studies.scores import global_mean, pattern_correlation, rmse_bias, rmse_by_lead
@@ -85,15 +86,10 @@ class _Run:
         return self.cube.read(run, 0, steps)[:, self.channels].astype(np.float64)
 
     def z(self, runs: list[int]) -> np.ndarray:
-        from astrohpc.data.cube import transform_params
-
-        norm = self.info["param_norm"]
-        names = list(norm["names"])
-        raw = transform_params(self.meta.param_matrix(names), names)
-        return ((raw - np.asarray(norm["mean"])) / np.asarray(norm["std"]))[runs]
+        return self.meta.normalized_params(self.info["param_norm"])[runs]
 
     def inputs(self, run: int, batch: int = 1) -> tuple[torch.Tensor, Any, Any]:
-        from astrohpc.data.dataset import PLANET_CONSTANTS
+        from astrohpc.data.dataset import planet_params
         from astrohpc.physics.constants import PlanetConstants
 
         params = torch.as_tensor(self.z([run]), dtype=torch.float32).expand(batch, -1)
@@ -102,7 +98,7 @@ class _Run:
             static = torch.as_tensor(np.stack([self.meta.static[n][run] for n in self.plan["static"]]),
                                      dtype=torch.float64)[None].expand(batch, -1, -1, -1)
         planet = PlanetConstants.from_run_params(
-            {n: torch.full((batch,), float(self.meta.params[n][run]), dtype=torch.float64) for n in PLANET_CONSTANTS})
+            {n: torch.full((batch,), float(v[run]), dtype=torch.float64) for n, v in planet_params(self.meta).items()})
         return params, static, planet
 
 
@@ -182,7 +178,7 @@ def _twin_states(cube: Path, names: list[str]) -> np.ndarray:
     from astrohpc.data.cube import LazyCube, read_meta
 
     meta = read_meta(cube)
-    table = [v if np.isnan(lev) else f"{v}@{lev:g}" for v, lev in zip(meta.variables, meta.levels)]
+    table = meta.channel_names
     missing = [n for n in names if n not in table]
     if missing:
         raise DataError(f"{cube}: the twin lacks channels {', '.join(missing[:5])}; convert it like the sweep")
@@ -330,17 +326,6 @@ def _save_maps(study_dir: Path, task: dict, names: list[str], gcm_mean: np.ndarr
 # ---------------------------------------------------------------------------- aggregation
 
 
-def _pick(names: list[str]) -> list[int]:
-    out = []
-    for want in HEADLINE:
-        for i, n in enumerate(names):
-            if n == want or ("@" in want and "@" in n and n.split("@")[0] == want.split("@")[0]
-                             and abs(float(n.split("@")[1]) - float(want.split("@")[1])) < 1e-3):
-                out.append(i)
-                break
-    return out
-
-
 def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     """parity.csv (every run, method, channel), headline.csv, summary in the record."""
     from astrohpc.atomic_write import write_json, write_text
@@ -367,7 +352,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
 
     # headline: per selected channel, the mean over runs of each method's daily and time-mean RMSE
     names = results[0]["channels"]
-    picks = _pick(names)
+    picks = pick_channels(names, list(HEADLINE))
     methods = [m for m in (*METHODS, "gcm_twin") if all(m in r["methods"] for r in results)]
     headline = []
     for c in picks:

@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 from astrohpc.atomic_write import write_json
 from astrohpc.gcm.sweep_slurm import array_chunks, max_array_size
+from astrohpc.launch.job_env import ARRAY_OFFSET_VARIABLE as OFFSET_VARIABLE
 from astrohpc.launch.sbatch import render_sbatch
-from astrohpc.studies.execute import OFFSET_VARIABLE
 from astrohpc.studies.tasks import status
 
 TEMPLATE = "study_task.sbatch"
@@ -20,10 +20,7 @@ TEMPLATE = "study_task.sbatch"
 
 def _options(cfg: Any) -> dict[str, Any]:
     s = cfg.slurm
-    options: dict[str, Any] = {"partition": s.partition, "account": s.account, "qos": s.qos, "time": s.time,
-                               "mem": s.mem, "cpus_per_task": s.cpus_per_task, "ntasks": 1}
-    options.update(s.extra)
-    return options
+    return {"mem": s.mem, "cpus_per_task": s.cpus_per_task, "ntasks": 1, **s.site_options()}
 
 
 def render_study(cfg: Any, study_dir: Path, todo: list[int], kind: str, max_size: Optional[int] = None,

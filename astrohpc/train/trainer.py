@@ -52,7 +52,7 @@ from astrohpc.errors import CheckpointError, ConfigError
 from astrohpc.train import checkpoint as ckpt
 from astrohpc.train.data import TrainData, build_data, train_loader, validation_loader
 from astrohpc.train.distributed import DistEnv, detect, init_process_group, shutdown
-from astrohpc.train.export import export_weights
+from astrohpc.train.export import export_weights, plain
 from astrohpc.train.metrics_log import MetricsLog
 from astrohpc.train.precision import autocast, check_amp, grad_scaler
 from astrohpc.train.preemption import PreemptionFlag, parse_signal, requeue
@@ -82,8 +82,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def fingerprint(cfg: Any, data: TrainData) -> dict[str, Any]:
     """What a checkpoint must share with the run that resumes it."""
-    train = {k: v for k, v in to_dict(cfg)["train"].items() if k not in RESUMABLE_KEYS}
-    return {"model": to_dict(cfg)["model"], "train": train, "seed": cfg.run.seed, "cube": str(data.cube),
+    settings = to_dict(cfg)
+    train = {k: v for k, v in settings["train"].items() if k not in RESUMABLE_KEYS}
+    return {"model": settings["model"], "train": train, "seed": cfg.run.seed, "cube": str(data.cube),
             "split": data.split.describe()}
 
 
@@ -185,7 +186,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "sampler": self.data.sampler.state_dict(),
                 "best": self.best, "history": self.history, "world_size": self.env.world_size,
-                "fingerprint": _plain(fingerprint(self.cfg, self.data))}
+                "fingerprint": plain(fingerprint(self.cfg, self.data))}
 
     def save_checkpoint(self, reason: str) -> Optional[Path]:
         """Every rank calls it (the RNG states are gathered); rank 0 writes."""
@@ -206,7 +207,7 @@ class Trainer:
         if found is None:
             return False
         state, path = found
-        mine = _plain(fingerprint(self.cfg, self.data))
+        mine = plain(fingerprint(self.cfg, self.data))
         if state.get("fingerprint") != mine:
             diff = sorted(k for k in mine if state.get("fingerprint", {}).get(k) != mine[k])
             raise CheckpointError(f"{path}: written by a run with a different {', '.join(diff)}; start a new run "
@@ -422,12 +423,6 @@ def state_digest(module: nn.Module) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def _plain(value: Any) -> Any:
-    from astrohpc.train.export import plain
-
-    return plain(value)
 
 
 def _progress(enabled: bool, total: int, initial: int) -> Any:

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from astrohpc.cli import main
 from astrohpc.doctor import CHECKS
 
 
@@ -55,3 +56,43 @@ def test_slurm_render_quotes_the_command():
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH --array=0-3" in proc.stdout
     assert proc.stdout.rstrip().splitlines()[-1] == "echo 'x; rm -rf ~'"
+
+
+def _commands(parser, path=("astrohpc",)):
+    """(path, parser) for the top-level parser and every subcommand below it."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _commands(child, (*path, name))
+
+
+def test_every_command_and_argument_has_help():
+    import argparse
+
+    from astrohpc.cli import build_parser
+
+    commands = list(_commands(build_parser()))
+    assert len(commands) > 30  # every group and its verbs were walked
+    missing = []
+    for path, parser in commands:
+        if len(path) > 1 and not parser.description:
+            missing.append(f"{' '.join(path)}: no description")
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+                continue
+            if not action.help:
+                missing.append(f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}: no help")
+    assert not missing, "\n".join(missing)
+
+
+def test_subcommand_help_says_what_it_does(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["study", "rollout", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: astrohpc study rollout" in out
+    assert "config overrides" in out and "study config (YAML" in out
+    assert out.split("\n\n")[1].strip()  # the description paragraph after the usage

@@ -28,6 +28,10 @@ from astrohpc.launch.submit import job_states  # noqa: E402
 from astrohpc.launch.train_job import submit_train  # noqa: E402
 from astrohpc.train.trainer import run_dir  # noqa: E402
 
+# Slurm states of a job that will not run again
+ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+         "DEADLINE")
+
 
 def _steps(path: Path) -> int:
     if not path.is_file():
@@ -74,14 +78,17 @@ def main() -> int:
     job = submit_train(cfg, folder)["job_id"]
     train_csv = folder / "metrics" / "train.csv"
     _until(f"step {args.signal_after} of job {job}", lambda: _steps(train_csv) >= args.signal_after
-           or summary_path.is_file(), args.timeout)
+           or summary_path.is_file() or _state(job) in ENDED, args.timeout)
+    if _state(job) in ENDED and not summary_path.is_file():
+        logs = "".join(p.read_text() for p in sorted((folder / "logs").glob("train-*.out")))
+        raise SystemExit(f"[demo] training job {job} ended {_state(job)} before step {args.signal_after}; "
+                         f"its log ({folder / 'logs'}):\n{logs[-3000:]}")
     signalled_at = _steps(train_csv)
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
     # the ranks checkpoint and rank 0 requeues; Slurm holds a requeued job back ~2 min: release it now
     _until("the requeue", lambda: _state(job) in ("PENDING", "REQUEUED", "COMPLETED", "FAILED"), 300)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
-    _until("the resumed job to finish", lambda: _state(job) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
-           and summary_path.is_file(), args.timeout, poll=2.0)
+    _until("the resumed job to finish", lambda: _state(job) in ENDED and summary_path.is_file(), args.timeout, poll=2.0)
     summary = json.loads(summary_path.read_text())
     logs = "".join(p.read_text() for p in (folder / "logs").glob("train-*.out"))
     result = {"job_id": job, "signal_at_step": signalled_at, "restarts": logs.count("astrohpc: train job") - 1,

@@ -22,29 +22,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     convert.set_defaults(func=_convert)
 
     stats = verbs.add_parser("stats", help="per-channel and per-run statistics into CUBE.stats.h5 (works under mpirun)")
-    stats.add_argument("cube")
+    stats.add_argument("cube", help="the HDF5 datacube (from `astrohpc data convert` or a sweep)")
     stats.add_argument("--weighting", choices=("area", "none"), default="area",
                        help="area: each cell counts by its share of the sphere (default); none: every cell once")
     stats.set_defaults(func=_stats)
 
     spectra = verbs.add_parser("spectra", help="thermal emission spectrum of every (run, time) into CUBE.spectra.h5 "
                                                "(the spectral head's target; grey two-stream, docs/datacube.md)")
-    spectra.add_argument("cube")
+    spectra.add_argument("cube", help="the HDF5 datacube to add the spectra to")
     spectra.add_argument("--bins", type=int, default=16, help="wavenumber bins (default 16)")
     spectra.add_argument("--low", type=float, default=10.0, help="lowest wavenumber, cm-1 (default 10)")
     spectra.add_argument("--high", type=float, default=3000.0, help="highest wavenumber, cm-1 (default 3000)")
     spectra.set_defaults(func=_spectra)
 
     validate = verbs.add_parser("validate", help="check a cube's structure and (with --deep) every value")
-    validate.add_argument("cube")
+    validate.add_argument("cube", help="the HDF5 datacube to check")
     validate.add_argument("--deep", action="store_true", help="read every step and look for NaN/inf")
     validate.set_defaults(func=_validate)
 
     bench = verbs.add_parser("bench", help="reader throughput vs sequential bytes, preadv, netCDF4, xarray and "
                                            "the torch DataLoader, on the same windows (values checked)")
-    bench.add_argument("cube")
-    bench.add_argument("--input-steps", type=int, default=1)
-    bench.add_argument("--target-steps", type=int, default=1)
+    bench.add_argument("cube", help="the HDF5 datacube to read")
+    bench.add_argument("--input-steps", type=int, default=1, help="states per sample given to the model (default 1)")
+    bench.add_argument("--target-steps", type=int, default=1, help="states per sample to predict (default 1)")
     bench.add_argument("--ranks", type=int, default=2, help="the larger mpirun size (also run at 1)")
     bench.add_argument("--passes", type=int, default=3, help="timed repeats; figures are median, min, max")
     bench.add_argument("--limit", type=int, default=None, help="use only the first N windows")

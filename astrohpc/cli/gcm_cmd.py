@@ -18,14 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_build)
 
     p = verbs.add_parser("run", help="one simulation in runs/<run.root>/<run.name>")
-    p.add_argument("config")
+    p.add_argument("config", help="GCM run config (YAML, e.g. configs/gcm/smoke.yaml)")
     p.add_argument("overrides", nargs="*", help="KEY.PATH=VALUE, e.g. planet.instellation_W_m2=1200")
     p.add_argument("--force", action="store_true", help="run again even if that run directory is finished")
     p.set_defaults(func=_run)
 
     p = verbs.add_parser("sweep", help="a parameter design as tasks: --dry-run, --local or --submit")
-    p.add_argument("config")
-    p.add_argument("overrides", nargs="*")
+    p.add_argument("config", help="sweep config (YAML with a sweep: section, e.g. configs/gcm/demo.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. sweep.samples=4")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dry-run", action="store_true", help="print the sbatch scripts and the task table")
     mode.add_argument("--local", action="store_true", help="run the tasks here with worker processes")
@@ -36,14 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_sweep)
 
     p = verbs.add_parser("task", help="run one task of a sweep (the array job's command)")
-    p.add_argument("sweep_dir")
+    p.add_argument("sweep_dir", help="the sweep folder (holds plan.json)")
     p.add_argument("--index", type=int, default=None,
                    help="task index (default: ASTROHPC_TASK_OFFSET + SLURM_ARRAY_TASK_ID)")
     p.add_argument("--spinup", action="store_true", help="run the sweep's spin-up instead")
     p.set_defaults(func=_task)
 
     p = verbs.add_parser("aggregate", help="write manifest.json (and the datacube) for a sweep")
-    p.add_argument("sweep_dir")
+    p.add_argument("sweep_dir", help="the sweep folder (holds plan.json and the task folders)")
     p.add_argument("--no-convert", action="store_true", help="do not build the HDF5 datacube")
     p.set_defaults(func=_aggregate)
 

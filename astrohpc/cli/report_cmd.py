@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("report", help="turn run folders into a Markdown report with tables and plots")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     sweep = verbs.add_parser("sweep", help="report on a GCM sweep folder (manifest.json, datacube)")
-    sweep.add_argument("sweep_dir")
+    sweep.add_argument("sweep_dir", help="a finished sweep folder (manifest.json)")
     sweep.add_argument("-o", "--out", default=None, help="output folder (default SWEEP_DIR/report)")
     sweep.add_argument("--bench", nargs="*", default=[], metavar="JSON", help="benchmark JSON files to tabulate")
     sweep.add_argument("--note", action="append", default=[], help="a paragraph to add (repeatable)")
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep.set_defaults(func=_sweep)
     run = verbs.add_parser("run", help="REPORT.md of a run folder (e.g. runs/demo): its sweep, trainings, studies "
                                        "and benchmarks, found by what they hold; `astrohpc report DIR` for short")
-    run.add_argument("run_dir")
+    run.add_argument("run_dir", help="a run folder, e.g. runs/demo (its sweep, trainings and studies are found inside)")
     run.add_argument("--note", action="append", default=[], help="a paragraph to add (repeatable)")
     run.set_defaults(func=_run)
 

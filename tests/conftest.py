@@ -63,6 +63,16 @@ def shared_real(request) -> Path:
 
 
 @pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now (a process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
 def slurm_workdir(tmp_path_factory) -> Path:
     """A folder the Slurm daemons can write job logs into (same machine, so any tmp folder)."""
     return tmp_path_factory.mktemp("slurm")

@@ -30,7 +30,8 @@ def demo(tmp_path_factory) -> tuple[Path, str]:
            "ASTROHPC_DEMO_DIR": str(out)}
     proc = subprocess.run(["bash", str(REPO / "tools" / "demo.sh")], cwd=REPO, env=env, capture_output=True,
                           text=True, errors="replace", timeout=900)
-    assert proc.returncode == 0, f"tools/demo.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (f"tools/demo.sh failed ({proc.returncode}):\n"
+                                  f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return out, proc.stdout
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
-from astrohpc.analysis.study_record import aggregated
+from astrohpc.analysis.study_record import aggregated, partial_note
 
 COLUMNS = ("method", "channel", "units", "scaling", "sigma_scale", "coverage68", "coverage95", "crps", "crpss", "ece",
            "sharpness")
@@ -72,7 +72,7 @@ def add_calibration_section(report: MarkdownReport, study_dir: str | Path) -> No
     if record is None:
         return
     data = json.loads(Path(record["outputs"]["json"]).read_text())
-    partial = " **Partial: not every task finished.**" if data.get("partial") else ""
+    partial = partial_note(data)
     report.paragraph(
         "Each uncertainty method is trained here and judged on whole held-out runs as a Gaussian forecast in "
         "physical units: the emulator's one-step forecast of every window, the climate surrogate's time-mean "

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from astrohpc.analysis.markdown import MarkdownReport
-from astrohpc.analysis.study_record import aggregated
+from astrohpc.analysis.study_record import aggregated, partial_note
 from astrohpc.studies.tasks import read_result, task_dir
 
 LABELS = {"surrogate": "surrogate", "climate_surrogate": "climate surrogate", "persistence": "persistence",
@@ -105,7 +105,7 @@ def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
     head = json.loads(Path(record["outputs"]["headline"]).read_text())
     summary = json.loads(Path(record["outputs"]["summary"]).read_text())
     results = [read_result(study_dir, i) for i in record["finished"]]
-    partial = " **Partial: not every task finished.**" if record.get("partial") else ""
+    partial = partial_note(record)
     report.paragraph(
         f"Held-out runs {', '.join(head['runs'])} (whole runs; the trainer never read them).{partial} The surrogate "
         "is rolled out from each run's initial GCM state for the whole run (one step per day, the hard correctors "

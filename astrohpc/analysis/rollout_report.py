@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
-from astrohpc.analysis.study_record import aggregated
+from astrohpc.analysis.study_record import PARTIAL_NOTE, aggregated, partial_note
 from astrohpc.studies.tasks import read_result
 
 
 def _incomplete(report: MarkdownReport, study_dir: Path, what: str) -> dict[str, Any] | None:
     record = aggregated(report, study_dir, what)
-    if record is not None and record.get("partial"):
-        report.paragraph("**Partial: not every task finished; the tables cover the finished ones.**")
+    if partial_note(record):
+        report.paragraph(PARTIAL_NOTE)
     return record
 
 

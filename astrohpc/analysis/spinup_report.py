@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
-from astrohpc.analysis.study_record import aggregated
+from astrohpc.analysis.study_record import aggregated, partial_note
 
 LABELS = {"surrogate": "surrogate (first k days → later state)", "persistence": "persistence of day k",
           "climatology": "training climatology of the later state"}
@@ -54,7 +54,7 @@ def add_spinup_section(report: MarkdownReport, study_dir: str | Path) -> None:
     with open(record["outputs"]["table"], newline="") as f:
         table = list(csv.DictReader(f))
     rows = summary["rows"]
-    partial = " **Partial: not every task finished.**" if summary.get("partial") else ""
+    partial = partial_note(summary)
     report.paragraph(
         f"Each run of a cold-start sweep is integrated to its end; its later state is the mean of its last "
         f"{summary['target_days']} days. A climate surrogate given the first k days (and the planet parameters) "

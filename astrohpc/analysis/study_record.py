@@ -22,3 +22,12 @@ def aggregated(report: MarkdownReport, study_dir: Path, what: str) -> Optional[d
                          f"{record['failed'] or 'none'}, missing {record['missing'] or 'none'}.")
         return None
     return record
+
+
+PARTIAL_NOTE = "**Partial: not every task finished; the tables cover the finished ones.**"
+
+
+def partial_note(record: Optional[dict[str, Any]]) -> str:
+    """The sentence (with a leading space) a section adds when its study was aggregated with
+    --allow-partial; "" for a complete one."""
+    return f" {PARTIAL_NOTE}" if record and record.get("partial") else ""

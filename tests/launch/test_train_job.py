@@ -171,7 +171,7 @@ def _ddp_reference(rank, world, port, cfg_path, out):
 
 
 @pytest.mark.slurm
-def test_preempted_srun_job_requeues_and_resumes_bit_identical(physics_cube, slurm_workdir, tmp_path):
+def test_preempted_srun_job_requeues_and_resumes_bit_identical(physics_cube, slurm_workdir, tmp_path, free_port):
     path = _train_cfg(slurm_workdir, physics_cube, "preempt", epochs=20)  # 2 steps per epoch: 40 steps
     job = _submit(path)
     run = slurm_workdir / "preempt"
@@ -193,7 +193,7 @@ def test_preempted_srun_job_requeues_and_resumes_bit_identical(physics_cube, slu
 
     # the same run without interruption, 2 gloo ranks: bit-identical weights
     reference = tmp_path / "reference"
-    torch.multiprocessing.spawn(_ddp_reference, args=(2, _free_port(), str(path), str(reference)), nprocs=2,
+    torch.multiprocessing.spawn(_ddp_reference, args=(2, free_port, str(path), str(reference)), nprocs=2,
                                 join=True)
     from astrohpc.train.export import read_export
 
@@ -201,13 +201,6 @@ def test_preempted_srun_job_requeues_and_resumes_bit_identical(physics_cube, slu
     b = read_export(run / "export" / "last.pt")["model_state"]
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
 
-
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_submitit_checkpoint_resubmits_the_same_training():

@@ -14,7 +14,7 @@ import pytest
 from astrohpc.config import Config, from_dict, load_config
 from astrohpc.data.cube import LazyCube, read_meta
 from astrohpc.studies import baselines as base
-from astrohpc.studies.execute import aggregate_study, plan_study, run_local
+from astrohpc.studies.execute import aggregate_study, plan_study, run_local, run_task
 from astrohpc.studies.scores import rmse_bias
 from astrohpc.studies.tasks import status, task_dir
 from astrohpc.train.trainer import train
@@ -115,10 +115,21 @@ def test_aggregation_lists_missing_and_failed_tasks(trained, physics_cube, tmp_p
     done = subprocess.run([sys.executable, "-m", "astrohpc", "study", "status", str(folder)], capture_output=True,
                           text=True, cwd=REPO)
     assert done.returncode == 1 and "task 1 failed: OOM: killed" in done.stdout and "missing: 0" in done.stdout
-    # running again runs only the unfinished tasks (both here), then the aggregation is complete
-    assert sorted(i for i, s, _ in run_local(folder)) == [0, 1]
+    # one task done: aggregated only when asked for a partial set, and the report section says so
+    from astrohpc.analysis.markdown import MarkdownReport
+    from astrohpc.analysis.study_record import PARTIAL_NOTE
+    from astrohpc.analysis.study_sections import add_study_section
+
+    run_task(folder, 0)
+    assert aggregate_study(folder, allow_partial=True)["partial"]
+    report = MarkdownReport(tmp_path / "report", "t")
+    add_study_section(report, folder)
+    assert PARTIAL_NOTE in report.write().read_text()
+    # running again runs only the unfinished task, then the aggregation is complete and not partial
+    assert sorted(i for i, s, _ in run_local(folder)) == [1]
     assert list(run_local(folder)) == []
-    assert aggregate_study(folder)["complete"]
+    record = aggregate_study(folder)
+    assert record["complete"] and not record["partial"]
 
 
 def test_training_runs_are_refused(trained, physics_cube, tmp_path):

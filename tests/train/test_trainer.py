@@ -168,22 +168,15 @@ def _ddp_worker(rank, world, port, cube, root, out):
         json.dump(summary, f, default=str)
 
 
-def _free_port():
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_rank_ddp_matches_one_rank(physics_cube, tmp_path):
+def test_two_rank_ddp_matches_one_rank(physics_cube, tmp_path, free_port):
     """A global batch of 2 as 2 ranks × 1 gives the same training as 1 rank × 2: the same loss and
     gradient norm at every step (float rounding). The transformer without dropout: dropout masks
     are drawn per rank, and the U-Net's BatchNorm normalises each rank's own samples on CPU (gloo
     has no SyncBatchNorm; on CUDA it is synced). Weights are not compared element-wise: Adam's
     first steps move a weight with a rounding-level gradient by ±lr whatever its sign."""
     single = train(make_cfg(physics_cube, tmp_path / "one", "ddp", epochs=2, batch_size=2, model=TRANSFORMER))
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(physics_cube), str(tmp_path / "two"),
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, free_port, str(physics_cube), str(tmp_path / "two"),
                                                    str(tmp_path / "summary")), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"summary.{r}.json").read_text()) for r in range(2)]
     assert [r["distributed"]["rank"] for r in ranks] == [0, 1]

@@ -85,3 +85,19 @@ def test_report_parity_table_matches_the_study_result(demo):
     assert float(cells[2]) == pytest.approx(ts["surrogate daily"], rel=1e-3)
     best = ts["best baseline (daily)"]
     assert best in cells and f"{ts[best + ' daily']:.4g}" in cells
+
+
+def test_report_cost_table_has_both_surrogates_measured_beside_the_gcm(demo):
+    out, _ = demo
+    report = (out / "REPORT.md").read_text()
+    summary = json.loads((out / "parity" / "summary.json").read_text())
+    section = report.split("### Cost per simulated planet-day", 1)[1].split("\n## ", 1)[0]
+    rows = {cells[0]: cells[1] for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                            for line in section.splitlines() if line.startswith("| "))}
+    assert float(rows["speed-up, batched"]) == pytest.approx(summary["speedup_batched"], rel=1e-3)
+    climate = summary["climate_surrogate"]
+    assert float(rows["climate surrogate speed-up, batch 1"]) == pytest.approx(climate["speedup_single"], rel=1e-3)
+    # the climate surrogate's speed-up is the GCM's cost of the run over the surrogate's, both measured here
+    assert climate["speedup_single"] == pytest.approx(
+        climate["days"] * summary["gcm_core_s_per_day"]
+        / (climate["core_s_per_run_single"] + climate["spinup_days"] * summary["gcm_core_s_per_day"]), rel=1e-9)

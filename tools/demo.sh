@@ -95,6 +95,11 @@ base = ts["best baseline (daily)"]
 print(f"daily ts RMSE over runs {', '.join(head['runs'])}: surrogate {ts['surrogate daily']:.2f} K, best baseline "
       f"({base}) {ts[base + ' daily']:.2f} K, GCM twin {ts.get('gcm_twin daily', float('nan')):.2f} K; "
       f"speed-up vs ExoPlaSim {summary.get('speedup_batched', float('nan')):.0f}x (batched)")
+climate = summary.get("climate_surrogate", {})
+if "speedup_single" in climate:
+    print(f"climate surrogate: {climate['core_s_per_run_single']:.3g} core-s per {climate['days']:g}-day run, "
+          f"speed-up vs ExoPlaSim {climate['speedup_single']:.0f}x (batch 1), "
+          f"{climate['speedup_batched']:.0f}x (batch {climate['batch']})")
 PY
 )"
 

@@ -138,9 +138,28 @@ def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
                   "value": summary["gcm_core_s_per_day"]},
                  {"figure": "speed-up, batch 1", "value": summary["speedup_single"]},
                  {"figure": "speed-up, batched", "value": summary["speedup_batched"]}]
+    climate = summary.get("climate_surrogate")
+    if climate:
+        batch = climate["batch"]
+        cost += [{"figure": "climate surrogate core-s per predicted run, batch 1",
+                  "value": climate["core_s_per_run_single"]},
+                 {"figure": "climate surrogate core-s per simulated planet-day, batch 1",
+                  "value": climate["core_s_per_day_single"]},
+                 {"figure": f"climate surrogate core-s per simulated planet-day, batch {batch}",
+                  "value": climate["core_s_per_day_batched"]}]
+        if "speedup_single" in climate:
+            cost += [{"figure": "climate surrogate speed-up, batch 1", "value": climate["speedup_single"]},
+                     {"figure": "climate surrogate speed-up, batched", "value": climate["speedup_batched"]}]
     report.heading("Cost per simulated planet-day", 3)
     report.table(cost)
-    report.paragraph("Core-seconds are CPU time of the process, measured in the same study tasks on the same "
-                     "machine; the surrogate steps one output interval (a day), ExoPlaSim every model time step.")
+    text = ("Core-seconds are CPU time of the process, measured in the same study tasks on the same machine; the "
+            "surrogate (the emulator) steps one output interval (a day), ExoPlaSim every model time step.")
+    if climate:
+        text += (f" The climate surrogate replaces a whole {climate['days']:g}-day run by one prediction of its time "
+                 f"means: its cost per planet-day is its cost per run over {climate['days']:g} days, and its speed-up "
+                 f"is ExoPlaSim's cost of the run over the surrogate's plus ExoPlaSim's for the "
+                 f"{climate['spinup_days']:g} day(s) of the run it reads. The spin-up the runs branch from is counted "
+                 "on neither side.")
+    report.paragraph(text)
     _plot_lead(report, results)
     _plot_maps(report, study_dir, results, list(record["finished"]))

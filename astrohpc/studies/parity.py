@@ -4,7 +4,8 @@ GCM's own noise floor. One task per held-out run.
 A task:
 1. rolls the emulator out from the GCM's initial state of the run over the whole run (float64
    states, correctors on, the GCM's own forcing fields), timing it (wall and CPU) at batch 1 and
-   with `study.cost_batch` initial states at once;
+   with `study.cost_batch` initial states at once; with `study.climate_model`, predicts the run's
+   time means with the climate surrogate and times that too (batch 1 and cost_batch);
 2. builds the four baselines from the training runs (astrohpc.studies.baselines);
 3. with `study.twin` and `study.sweep`, runs the GCM again for the same run with the instellation
    raised by `study.twin_delta_instellation_W_m2` (a twin differing by a perturbation far below
@@ -121,10 +122,14 @@ def emulate(model: Any, truth: np.ndarray, params: Any, static: Any, planet: Any
     return np.stack(out), timing
 
 
-def climate_prediction(path: str, meta: Any, run: int, names: list[str]) -> np.ndarray:
+def climate_prediction(path: str, meta: Any, run: int, names: list[str], cost_batch: int = 0
+                       ) -> tuple[np.ndarray, dict[str, Any]]:
     """The exported climate surrogate's time-mean fields of `run` in the emulator's channels
     `names` [C, lat, lon] (physical; its Gaussian head's mean; correctors applied), from the run's
-    planet parameters (and its first spin-up days when the model reads them)."""
+    planet parameters (and its first spin-up days when the model reads them), and its cost: with
+    cost_batch >= 1, the CPU and wall time of one prediction (inputs in memory, the heads in SI
+    units and the correctors included, the mean of `CLIMATE_COST_REPEATS` calls after one warm-up)
+    at batch 1 and at batch cost_batch (the run's inputs repeated), plus the states it reads."""
     from astrohpc.data.runs import RunDataset
     from astrohpc.models.objective import batch_planet
     from astrohpc.models.uncertainty import GaussianPrediction
@@ -145,15 +150,75 @@ def climate_prediction(path: str, meta: Any, run: int, names: list[str]) -> np.n
         item = torch.utils.data.default_collate([ds[0]])
     finally:
         ds.close()
-    with torch.no_grad():
-        out = model.physical(model(item["params"], item.get("spinup"), item.get("static")))
-    fields = out["datacube"]
-    fields = fields.mean if isinstance(fields, GaussianPrediction) else fields
-    planet = batch_planet(item)
-    if planet is not None:
-        fields = model.correct(fields, item.get("spinup"), item.get("static"), planet)
+
+    def predict(batch: dict[str, Any]) -> torch.Tensor:
+        with torch.no_grad():
+            out = model.physical(model(batch["params"], batch.get("spinup"), batch.get("static")))
+            fields = out["datacube"]
+            fields = fields.mean if isinstance(fields, GaussianPrediction) else fields
+            planet = batch_planet(batch)
+            if planet is not None:
+                fields = model.correct(fields, batch.get("spinup"), batch.get("static"), planet)
+        return fields
+
+    fields = predict(item)
     index = [plan["channel_names"].index(n) for n in names]
-    return fields[0, index].double().numpy()
+    cost: dict[str, Any] = {"spinup_steps": int(model.spinup_steps)}
+    if cost_batch >= 1:
+        for label, batch in (("single", 1), ("batched", cost_batch)):
+            repeated = _repeat(item, batch)
+            predict(repeated)
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(CLIMATE_COST_REPEATS):
+                predict(repeated)
+            cost[label] = {"wall_s": (time.perf_counter() - wall) / CLIMATE_COST_REPEATS,
+                           "cpu_s": (time.process_time() - cpu) / CLIMATE_COST_REPEATS, "batch": batch}
+    return fields[0, index].double().numpy(), cost
+
+
+CLIMATE_COST_REPEATS = 5
+
+
+def _repeat(item: Any, batch: int) -> Any:
+    """A collated batch of one sample repeated `batch` times along its first dimension."""
+    if isinstance(item, torch.Tensor):
+        return item.expand(batch, *item.shape[1:]).contiguous() if item.dim() else item
+    if isinstance(item, dict):
+        return {k: _repeat(v, batch) for k, v in item.items()}
+    if isinstance(item, list):
+        return item * batch
+    return item
+
+
+def climate_cost(cost: dict[str, Any], days: float, interval_days: float,
+                 gcm_core_s_per_day: float | None) -> dict[str, Any]:
+    """The climate surrogate's cost against the GCM's for one run of `days` simulated days: core-s
+    per predicted run and per simulated planet-day (run ÷ days), at batch 1 and batched; with the
+    GCM's cost per day, the speed-ups (`climate_speedups`)."""
+    out: dict[str, Any] = {"days": days, "spinup_days": cost["spinup_steps"] * interval_days,
+                           "batch": cost["batched"]["batch"]}
+    for label in ("single", "batched"):
+        per_run = cost[label]["cpu_s"] / cost[label]["batch"]
+        out[f"core_s_per_run_{label}"] = per_run
+        out[f"core_s_per_day_{label}"] = per_run / days
+    return climate_speedups(out, gcm_core_s_per_day)
+
+
+def climate_speedups(cost: dict[str, Any], gcm_core_s_per_day: float | None) -> dict[str, Any]:
+    """`cost` with speedup_single/_batched added when the GCM's cost per day is known: the GCM's
+    cost of the run ÷ (the surrogate's per run + the GCM's for the spin-up days the surrogate
+    reads), as tools/bench_models.py forms it."""
+    from astrohpc.models.bench import climate_speedup
+
+    if not gcm_core_s_per_day:
+        return cost
+    point = lambda v: {"median": v, "min": v, "max": v, "n": 1}  # noqa: E731
+    for label in ("single", "batched"):
+        ratio = climate_speedup(point(gcm_core_s_per_day), cost["days"], cost["spinup_days"],
+                                point(cost[f"core_s_per_run_{label}"]))
+        if ratio is not None:
+            cost[f"speedup_{label}"] = ratio["median"]
+    return cost
 
 
 def gcm_twin(cfg: Any, run_name: str, work: Path, delta: float) -> tuple[Path, dict]:
@@ -251,7 +316,9 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
         if Path(info["cube"]).resolve() != Path(read_export_cube(cfg.study.climate_model)).resolve():
             raise ConfigError("study.climate_model was trained on another cube than study.model; parity compares "
                               "both on the same held-out runs")
-        fields["climate_surrogate"] = climate_prediction(cfg.study.climate_model, meta, run_index, names)[None]
+        predicted_mean, climate_timing = climate_prediction(cfg.study.climate_model, meta, run_index, names,
+                                                            cfg.study.cost_batch)
+        fields["climate_surrogate"] = predicted_mean[None]
     gcm_cost = None
     if cfg.study.twin:
         if not cfg.study.sweep:
@@ -287,6 +354,9 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     if gcm_cost and gcm_cost["core_s_per_day"]:
         cost["speedup_single"] = gcm_cost["core_s_per_day"] / cost["surrogate_core_s_per_day_single"]
         cost["speedup_batched"] = gcm_cost["core_s_per_day"] / cost["surrogate_core_s_per_day_batched"]
+    if cfg.study.climate_model:
+        cost["climate_surrogate"] = climate_cost(climate_timing, steps * interval_days, interval_days,
+                                                 gcm_cost["core_s_per_day"] if gcm_cost else None)
     envelope = ParameterEnvelope.fit(meta.param_matrix(list(info["param_norm"]["names"]))[train],
                                      list(info["param_norm"]["names"]))
     outside = envelope.outside(meta.param_matrix(list(info["param_norm"]["names"]))[[run_index]])[0]
@@ -384,6 +454,12 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
         summary["gcm_core_s_per_day"] = float(np.median(gcm))
         summary["speedup_single"] = summary["gcm_core_s_per_day"] / summary["surrogate_core_s_per_day_single"]
         summary["speedup_batched"] = summary["gcm_core_s_per_day"] / summary["surrogate_core_s_per_day_batched"]
+    climate = [c["climate_surrogate"] for c in costs if c.get("climate_surrogate")]
+    if climate:  # medians of the costs, and the speed-ups formed from them (as the emulator's above)
+        keys = ["days", "spinup_days"] + [f"core_s_per_{u}_{b}" for u in ("run", "day") for b in ("single", "batched")]
+        summary["climate_surrogate"] = climate_speedups(
+            {k: float(np.median([c[k] for c in climate])) for k in keys} | {"batch": climate[0]["batch"]},
+            summary.get("gcm_core_s_per_day"))
     write_json(study_dir / "summary.json", summary)
     return {"table": str(study_dir / "parity.csv"), "headline": str(study_dir / "headline.json"),
             "summary": str(study_dir / "summary.json")}

@@ -260,7 +260,12 @@ def test_parity_scores_the_climate_surrogate_and_saves_maps(trained, physics_cub
     assert [s for _, s, _ in run_local(folder)] == ["finished"]
     result = json.loads((task_dir(folder, 0) / "result.json").read_text())
     ts = result["channels"].index("ts")
-    predicted = climate_prediction(str(climate), read_meta(physics_cube), 1, result["channels"])
+    predicted, timing = climate_prediction(str(climate), read_meta(physics_cube), 1, result["channels"])
+    assert timing == {"spinup_steps": 0}  # no cost asked, none measured
+    cost = result["cost"]["climate_surrogate"]
+    assert cost["core_s_per_run_single"] > 0 and cost["batch"] == 8 and cost["spinup_days"] == 0
+    assert cost["core_s_per_day_single"] == pytest.approx(cost["core_s_per_run_single"] / result["days"])
+    assert "speedup_single" not in cost  # no GCM twin, no GCM cost measured: no speed-up claimed
     from astrohpc.physics.grid import SphereGrid
 
     meta = read_meta(physics_cube)
@@ -274,6 +279,31 @@ def test_parity_scores_the_climate_surrogate_and_saves_maps(trained, physics_cub
     maps = np.load(task_dir(folder, 0) / "maps.npz")
     assert "ts" in maps["channels"] and maps["gcm"].shape[1:] == (meta.shape[-2], meta.shape[-1])
     assert {"method_surrogate", "method_climate_surrogate"} <= set(maps.files)
+
+
+def test_climate_cost_by_hand():
+    from astrohpc.studies.parity import climate_cost
+
+    timing = {"spinup_steps": 2, "single": {"cpu_s": 0.01, "wall_s": 0.01, "batch": 1},
+              "batched": {"cpu_s": 0.04, "wall_s": 0.02, "batch": 8}}
+    cost = climate_cost(timing, days=30.0, interval_days=1.0, gcm_core_s_per_day=0.5)
+    assert cost["core_s_per_run_batched"] == pytest.approx(0.005) and cost["core_s_per_day_batched"] == 0.005 / 30
+    # the GCM's 30 days against the surrogate plus the 2 GCM days it reads
+    assert cost["speedup_single"] == pytest.approx(15.0 / (0.01 + 1.0))
+    assert cost["speedup_batched"] == pytest.approx(15.0 / (0.005 + 1.0))
+    assert "speedup_single" not in climate_cost(timing, 30.0, 1.0, None)
+
+
+def test_repeat_makes_a_batch_of_one_sample():
+    import torch
+
+    from astrohpc.studies.parity import _repeat
+
+    item = {"params": torch.arange(3.0)[None], "planet": {"g": torch.tensor([9.8], dtype=torch.float64)},
+            "run": [4], "days": torch.tensor(1.0)}
+    out = _repeat(item, 3)
+    assert out["params"].shape == (3, 3) and torch.equal(out["params"][2], item["params"][0])
+    assert out["planet"]["g"].tolist() == [9.8] * 3 and out["run"] == [4, 4, 4] and out["days"].dim() == 0
 
 
 def test_replace_deletes_only_a_different_study(trained, tmp_path):

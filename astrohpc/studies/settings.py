@@ -14,24 +14,23 @@ from typing import Optional
 
 @dataclass
 class StudySettings:
-    """climate_model: parity also scores this exported climate surrogate's time means (trained on the same
-    cube). model: exported weights to study. sweep: the sweep folder that produced the cube (parity's
-    GCM twin runs use its task configs and spin-up restart). runs: run names to study (default:
-    the export's test runs). twin: run a GCM twin of each studied run, identical but for
-    `twin_delta_instellation_W_m2`, as the GCM's own noise floor. cost_batch: initial states per
-    batch in the surrogate's batched cost measurement. rollout_steps / initial_conditions /
-    segment_steps: the rollout study (steps per initial condition, how many per run, steps per
-    restartable segment). components / seeds: the ablation study — named ablations of the
-    model/train sections (astrohpc.studies.ablation; empty: every one that applies to this config)
-    and the seeds each variant and the full model are trained with, paired by seed (at least 2,
-    distinct; fewer than 3 leaves the statistics weak and the aggregation says so).
-    spinup_cube / spinup_days / target_days: the spin-up study (astrohpc.studies.spinup) — the
-    cube of a cold-start sweep (default: `sweep`/datacube.h5), the numbers of first daily states k
-    a surrogate is given (one task each; not sweep.spinup_days, the GCM's shared spin-up), and the
-    states at the end of each run whose mean is the later state it predicts.
-    methods: the calibration study (astrohpc.studies.calibration) — the uncertainty methods to
-    train and score, one task each (empty: every one the model can use); an ensemble has
-    model.uncertainty.members members, MC dropout model.uncertainty.samples passes."""
+    """climate_model: parity also scores this exported climate surrogate's time means (trained on the same cube).
+    model: exported weights to study. sweep: the sweep folder that produced the cube (parity's GCM twin runs use
+    its task configs and spin-up restart). runs: run names to study (default: the export's test runs). twin: run
+    a GCM twin of each studied run, identical but for `twin_delta_instellation_W_m2`, as the GCM's own noise
+    floor. cost_batch: initial states (the emulator) or runs (the climate surrogate) per batch in the
+    surrogates' batched cost measurement. rollout_steps / initial_conditions / segment_steps: the rollout study
+    (steps per initial condition, how many per run, steps per restartable segment). components / seeds: the
+    ablation study — named ablations of the model/train sections (astrohpc.studies.ablation; empty: every one
+    that applies to this config) and the seeds each variant and the full model are trained with, paired by seed
+    (at least 2, distinct; fewer than 3 leaves the statistics weak and the aggregation says so).
+    spinup_cube / spinup_days / target_days: the spin-up study (astrohpc.studies.spinup) — the cube of a
+    cold-start sweep (default: `sweep`/datacube.h5), the numbers of first daily states k a surrogate is given (one
+    task each; not sweep.spinup_days, the GCM's shared spin-up), and the states at the end of each run whose
+    mean is the later state it predicts.
+    methods: the calibration study (astrohpc.studies.calibration) — the uncertainty methods to train and score,
+    one task each (empty: every one the model can use); an ensemble has model.uncertainty.members members, MC
+    dropout model.uncertainty.samples passes."""
 
     model: Optional[str] = None
     climate_model: Optional[str] = None

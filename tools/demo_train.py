@@ -24,13 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from astrohpc.config import load_config, to_yaml  # noqa: E402
-from astrohpc.launch.submit import job_states  # noqa: E402
+from astrohpc.launch.submit import TERMINAL_STATES, job_states  # noqa: E402
 from astrohpc.launch.train_job import submit_train  # noqa: E402
 from astrohpc.train.trainer import run_dir  # noqa: E402
 
-# Slurm states of a job that will not run again
-ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
-         "DEADLINE")
+# Slurm states of a job that will not run again: the launcher's terminal states, less the two a
+# requeued job passes through (preempted, held after a special exit)
+ENDED = TERMINAL_STATES - {"PREEMPTED", "SPECIAL_EXIT"}
 
 
 def _steps(path: Path) -> int:

@@ -122,6 +122,9 @@ def emulate(model: Any, truth: np.ndarray, params: Any, static: Any, planet: Any
     return np.stack(out), timing
 
 
+CLIMATE_COST_REPEATS = 5
+
+
 def climate_prediction(path: str, meta: Any, run: int, names: list[str], cost_batch: int = 0
                        ) -> tuple[np.ndarray, dict[str, Any]]:
     """The exported climate surrogate's time-mean fields of `run` in the emulator's channels
@@ -174,9 +177,6 @@ def climate_prediction(path: str, meta: Any, run: int, names: list[str], cost_ba
             cost[label] = {"wall_s": (time.perf_counter() - wall) / CLIMATE_COST_REPEATS,
                            "cpu_s": (time.process_time() - cpu) / CLIMATE_COST_REPEATS, "batch": batch}
     return fields[0, index].double().numpy(), cost
-
-
-CLIMATE_COST_REPEATS = 5
 
 
 def _repeat(item: Any, batch: int) -> Any:

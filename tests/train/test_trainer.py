@@ -168,7 +168,6 @@ def _ddp_worker(rank, world, port, cube, root, out):
         json.dump(summary, f, default=str)
 
 
-
 def test_two_rank_ddp_matches_one_rank(physics_cube, tmp_path, free_port):
     """A global batch of 2 as 2 ranks × 1 gives the same training as 1 rank × 2: the same loss and
     gradient norm at every step (float rounding). The transformer without dropout: dropout masks

@@ -12,8 +12,9 @@ where is rank 0, which device is mine.
 3. Slurm, a process started by srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID and the tasks per
    node (SLURM_STEP_TASKS_PER_NODE, SLURM_NTASKS_PER_NODE or SLURM_TASKS_PER_NODE, e.g. "4(x2)").
    The step's values (SLURM_STEP_*) come first because a step may use part of the allocation.
-   MASTER_ADDR is the first host of the step's node list (`scontrol show hostnames`) unless
-   MASTER_ADDR is exported; MASTER_PORT is 20000 + job id % 20000 unless exported, so every task
+   MASTER_ADDR is the first host of the step's node list, expanded in Python (the image a task
+   runs in has no `scontrol`; train.sbatch exports MASTER_ADDR/MASTER_PORT from the host anyway)
+   unless MASTER_ADDR is exported; MASTER_PORT is 20000 + job id % 20000 unless exported, so every task
    of one job derives the same port and two jobs sharing a node rarely collide.
    If OMPI_COMM_WORLD_* are set as well, Slurm is used when both agree on the size (srun of an
    Open MPI program); when they disagree mpirun runs inside a step (or launched its daemons with
@@ -31,7 +32,11 @@ With one task the batch step is a one-rank Slurm run.
 GPUs: with CUDA devices the backend is nccl and rank r uses cuda:<local rank>, which needs every
 GPU of the node visible to every rank (at least as many GPUs as ranks on the node). When Slurm
 binds GPUs per task (SLURM_GPUS_PER_TASK, or SLURM_GPU_BIND per_task:N / single:1 / map_gpu /
-mask_gpu) each task sees only its own GPUs, so every rank uses cuda:0. Without CUDA: gloo, cpu.
+mask_gpu) each task sees only its own GPUs, so every rank uses cuda:0. Without CUDA: gloo, cpu,
+unless GPUs were allocated (SLURM_GPUS_ON_NODE, SLURM_JOB_GPUS, SLURM_STEP_GPUS, SLURM_GPUS*,
+CUDA_VISIBLE_DEVICES): then torch cannot use them (a CPU build, a driver older than its CUDA, a
+container started without --nv) and detect() raises LaunchError naming the build and the fix,
+instead of training on CPU without a word. ASTROHPC_ALLOW_CPU=1 allows it on purpose.
 A world of one rank needs no process group: init_process_group() does nothing then.
 """
 
@@ -88,17 +93,65 @@ class DistEnv:
         return {**asdict(self), "is_distributed": self.is_distributed}
 
 
-def scontrol_hostnames(nodelist: str) -> list[str]:
-    """Expand a Slurm node list ("gpu[01-03],cpu7") with `scontrol show hostnames`.
-
-    Without scontrol only a single plain host name can be expanded (it is its own expansion).
+def expand_nodelist(nodelist: str) -> list[str]:
+    """Expand a Slurm node list in Python, as `scontrol show hostnames` does, without a Slurm client
+    (the image a job runs in has none): "gpu[01-03,07],cpu7" -> gpu01 gpu02 gpu03 gpu07 cpu7;
+    "a[1-2]-ib[3-4]" -> a1-ib3 a1-ib4 a2-ib3 a2-ib4 (zero padding kept). Pure: every rank gets the
+    same list from the same string. Raises LaunchError for a list it cannot read.
     """
-    scontrol = shutil.which("scontrol")
-    if scontrol is None:
-        if re.fullmatch(r"[A-Za-z0-9_.-]+", nodelist):
-            return [nodelist]
-        raise LaunchError(f"cannot expand the Slurm node list {nodelist!r}: 'scontrol' is not on PATH; "
-                          "load Slurm (module load slurm) or export MASTER_ADDR=<first host of the job>")
+    hosts: list[str] = []
+    for item in _split_top_level(nodelist.strip()):
+        hosts += _expand_host(item, nodelist)
+    if not hosts:
+        raise LaunchError(f"the Slurm node list {nodelist!r} holds no host; export MASTER_ADDR=<host of rank 0>")
+    return hosts
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on the commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth < 0 or depth > 1:
+            raise LaunchError(f"cannot read the Slurm node list {text!r} (unbalanced brackets); "
+                              "export MASTER_ADDR=<host of rank 0>")
+        if char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise LaunchError(f"cannot read the Slurm node list {text!r} (an unclosed '['); "
+                          "export MASTER_ADDR=<host of rank 0>")
+    return [item for item in [*items, text[start:]] if item]
+
+
+def _expand_host(pattern: str, nodelist: str) -> list[str]:
+    match = re.search(r"\[([^\]]*)\]", pattern)
+    if match is None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", pattern):
+            raise LaunchError(f"cannot read the host {pattern!r} in the Slurm node list {nodelist!r}; "
+                              "export MASTER_ADDR=<host of rank 0>")
+        return [pattern]
+    values: list[str] = []
+    for part in match.group(1).split(","):
+        bounds = re.fullmatch(r"(\d+)(?:-(\d+))?", part.strip())
+        if bounds is None or (bounds.group(2) and int(bounds.group(2)) < int(bounds.group(1))):
+            raise LaunchError(f"cannot read the range {part!r} in the Slurm node list {nodelist!r}; "
+                              "export MASTER_ADDR=<host of rank 0>")
+        first, last = bounds.group(1), bounds.group(2) or bounds.group(1)
+        values += [str(n).zfill(len(first)) for n in range(int(first), int(last) + 1)]
+    head, tail = pattern[:match.start()], pattern[match.end():]
+    return [h for value in values for h in _expand_host(f"{head}{value}{tail}", nodelist)]
+
+
+def nodelist_hosts(nodelist: str) -> list[str]:
+    """Expand a Slurm node list: in Python (expand_nodelist); `scontrol show hostnames` only for a
+    form the parser does not read, when scontrol is on PATH (it is not inside the container)."""
+    try:
+        return expand_nodelist(nodelist)
+    except LaunchError:
+        scontrol = shutil.which("scontrol")
+        if scontrol is None:
+            raise
     proc = subprocess.run([scontrol, "show", "hostnames", nodelist], capture_output=True, text=True)
     if proc.returncode != 0:
         raise LaunchError(f"'scontrol show hostnames {nodelist}' failed: {proc.stderr.strip()}; "
@@ -112,11 +165,11 @@ def detect(environ: Optional[Mapping[str, str]] = None, cuda_devices: Optional[i
 
     environ: the variables to read (default os.environ). cuda_devices: CUDA devices visible to
     this process (default torch.cuda.device_count()). hostnames: expands a Slurm node list
-    (default `scontrol show hostnames`). Raises LaunchError naming the fix when the launch is
+    (default nodelist_hosts: in Python, no Slurm client needed). Raises LaunchError naming the fix when the launch is
     inconsistent.
     """
     environ = os.environ if environ is None else environ
-    hostnames = scontrol_hostnames if hostnames is None else hostnames
+    hostnames = nodelist_hosts if hostnames is None else hostnames
     if "RANK" in environ or "WORLD_SIZE" in environ:
         layout = _torchrun(environ)
     elif "OMPI_COMM_WORLD_SIZE" in environ and not _open_mpi_runs_inside_srun(environ):
@@ -129,6 +182,8 @@ def detect(environ: Optional[Mapping[str, str]] = None, cuda_devices: Optional[i
         layout = DistEnv("single", 0, 1, 0, 1, 1, LOCALHOST, DEFAULT_PORT)
     _check_layout(layout)
     devices = _cuda_device_count() if cuda_devices is None else cuda_devices
+    if devices <= 0:
+        _refuse_allocated_gpus_without_cuda(environ)
     backend, device = _device(layout, devices, gpus_bound_per_task=_slurm_binds_gpus_per_task(environ))
     env = replace(layout, backend=backend, device=device)
     log.debug("distributed environment: %s", env.describe())
@@ -354,6 +409,49 @@ def _device(layout: DistEnv, cuda_devices: int, gpus_bound_per_task: bool) -> tu
                           "so ranks would share a GPU; ask for one task per GPU: --ntasks-per-node=G "
                           "--gpus-per-node=G (or --gpus-per-task=1)")
     return "nccl", f"cuda:{layout.local_rank}"
+
+
+# where Slurm (or the site) says this process was given GPUs
+GPU_ALLOCATION_VARIABLES = ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_PER_NODE",
+                            "SLURM_GPUS_PER_TASK", "SLURM_GPUS", "CUDA_VISIBLE_DEVICES")
+_NO_GPU_VALUES = frozenset({"", "0", "-1", "none", "nodevfiles", "void"})
+CUDA_WHEEL_INDEX = "https://download.pytorch.org/whl/cu126"
+
+
+def allocated_gpus(environ: Mapping[str, str]) -> Optional[tuple[str, str]]:
+    """(variable, value) of the first variable saying GPUs were allocated to this process, else None."""
+    for name in GPU_ALLOCATION_VARIABLES:
+        value = environ.get(name)
+        if value is not None and value.strip().lower() not in _NO_GPU_VALUES:
+            return name, value
+    return None
+
+
+def torch_build() -> dict[str, Optional[str]]:
+    """{"torch": version, "cuda": the CUDA it was built for (None: a CPU-only build)}."""
+    import torch
+
+    return {"torch": torch.__version__, "cuda": torch.version.cuda}
+
+
+def _refuse_allocated_gpus_without_cuda(environ: Mapping[str, str],
+                                        build: Optional[Callable[[], dict]] = None) -> None:
+    given = allocated_gpus(environ)
+    if given is None or environ.get("ASTROHPC_ALLOW_CPU", "").strip() in ("1", "true", "yes"):
+        return
+    info = (build or torch_build)()
+    if info["cuda"] is None:
+        why = (f"torch {info['torch']} is a CPU-only build (make setup installs one); install a CUDA build in "
+               f"the job's environment: pip install 'torch=={str(info['torch']).split('+')[0]}' --index-url "
+               f"{CUDA_WHEEL_INDEX} (or ASTROHPC_TORCH_INDEX={CUDA_WHEEL_INDEX} bash tools/setup.sh), or run "
+               "in the image: slurm.container=astrohpc.sif")
+    else:
+        why = (f"torch {info['torch']} is built for CUDA {info['cuda']} but sees no device: the node's NVIDIA "
+               f"driver is missing or too old for CUDA {info['cuda']} (check nvidia-smi; use a wheel for an "
+               "older CUDA, e.g. cu126, if the driver cannot be updated), or the container was started "
+               "without --nv")
+    raise LaunchError(f"GPUs were allocated to this job ({given[0]}={given[1]}) but torch cannot use them, so "
+                      f"training would run on CPU: {why}. To train on CPU on purpose, export ASTROHPC_ALLOW_CPU=1")
 
 
 def _cuda_device_count() -> int:

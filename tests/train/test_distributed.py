@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from astrohpc.errors import LaunchError
-from astrohpc.train.distributed import DistEnv, detect, init_process_group, scontrol_hostnames, tasks_per_node
+from astrohpc.train.distributed import DistEnv, detect, init_process_group, nodelist_hosts, tasks_per_node
 
 # What `srun` sets in a 2-node x 2-task step of job 12345.
 SRUN_STEP = {
@@ -225,11 +225,74 @@ def test_inconsistent_values(environ, match):
         detect(environ, cuda_devices=0, hostnames=expand())
 
 
-def test_scontrol_hostnames_without_scontrol(monkeypatch):
+@pytest.mark.parametrize("nodelist, hosts", [
+    ("node17", ["node17"]),
+    ("gpu[01-03,07],cpu7", ["gpu01", "gpu02", "gpu03", "gpu07", "cpu7"]),
+    ("a[1-2]-ib[3-4]", ["a1-ib3", "a1-ib4", "a2-ib3", "a2-ib4"]),
+    ("n[8-11]", ["n8", "n9", "n10", "n11"]),
+    ("rack1.gpu[009-010]", ["rack1.gpu009", "rack1.gpu010"]),
+])
+def test_nodelist_expands_in_python_without_scontrol(monkeypatch, nodelist, hosts):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert scontrol_hostnames("node17") == ["node17"]
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("no subprocess may run"))
+    assert nodelist_hosts(nodelist) == hosts
+
+
+@pytest.mark.parametrize("nodelist", ["gpu[01-", "gpu[3-1]", "gpu[a-b]", "gpu]"])
+def test_unreadable_nodelist_names_the_fix(monkeypatch, nodelist):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(LaunchError, match="export MASTER_ADDR"):
-        scontrol_hostnames("node[17-18]")
+        nodelist_hosts(nodelist)
+
+
+def test_multi_node_ranks_agree_without_scontrol_on_path(monkeypatch):
+    """2 nodes x 2 GPUs, PATH without scontrol (as in the image): every rank finds the same rendezvous."""
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert shutil.which("scontrol") is None
+    found = set()
+    for rank in range(4):
+        environ = {**SRUN_STEP, "SLURM_JOB_NODELIST": "gpu[01-02]", "SLURM_PROCID": str(rank),
+                   "SLURM_LOCALID": str(rank % 2), "SLURM_GPUS_ON_NODE": "2"}
+        env = detect(environ, cuda_devices=2)
+        assert (env.rank, env.world_size, env.node_count, env.device) == (rank, 4, 2, f"cuda:{rank % 2}")
+        found.add((env.master_addr, env.master_port))
+    assert found == {("gpu01", 20000 + 12345 % 20000)}
+
+
+GPU_JOB = {**SRUN_STEP, "SLURM_JOB_NODELIST": "gpu[01-02]"}
+
+
+@pytest.mark.parametrize("given", [{"SLURM_GPUS_ON_NODE": "2"}, {"SLURM_JOB_GPUS": "0,1"},
+                                   {"SLURM_GPUS_PER_TASK": "1"}, {"CUDA_VISIBLE_DEVICES": "0,1"}])
+def test_gpus_allocated_but_cpu_torch_is_one_clear_error(monkeypatch, given):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LaunchError) as err:
+        detect({**GPU_JOB, **given})
+    message = str(err.value)
+    name = next(iter(given))
+    assert f"{name}={given[name]}" in message and f"torch {torch.__version__}" in message
+    assert "CPU-only build" in message and "--index-url https://download.pytorch.org/whl/cu126" in message
+    assert "ASTROHPC_ALLOW_CPU=1" in message
+
+
+def test_gpus_allocated_but_the_driver_is_too_old(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LaunchError, match=r"built for CUDA 13.0 but sees no device.*nvidia-smi.*--nv"):
+        detect({**GPU_JOB, "SLURM_GPUS_ON_NODE": "2"})
+
+
+@pytest.mark.parametrize("environ", [{}, {"CUDA_VISIBLE_DEVICES": ""}, {"CUDA_VISIBLE_DEVICES": "-1"},
+                                     {"SLURM_GPUS_ON_NODE": "0"},
+                                     {"SLURM_GPUS_ON_NODE": "2", "ASTROHPC_ALLOW_CPU": "1"}])
+def test_cpu_training_without_allocated_gpus_or_on_purpose(environ):
+    env = detect({**GPU_JOB, **environ}, cuda_devices=0)
+    assert (env.backend, env.device) == ("gloo", "cpu")
 
 
 def test_init_process_group_is_a_no_op_for_one_rank():
@@ -298,7 +361,7 @@ def test_two_gloo_ranks_all_reduce():
 
 @pytest.mark.slurm
 def test_srun_two_tasks_meet_at_the_derived_rendezvous():
-    """Real srun: both tasks find rank 0's host with scontrol and the port from the job id, and all_reduce."""
+    """Real srun: both tasks find rank 0's host from the node list and the port from the job id, and all_reduce."""
     if shutil.which("srun") is None:
         pytest.skip("srun is not on PATH (tools/local-slurm.sh start, then eval \"$(tools/local-slurm.sh env)\")")
     environ = {**clean_environ(), **{k: os.environ[k] for k in ("SLURM_CONF",) if k in os.environ}}

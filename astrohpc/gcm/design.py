@@ -39,13 +39,14 @@ def check_key(key: str, where: str) -> None:
 
 def design_points(sweep: Any, source: str = "sweep") -> list[dict[str, Any]]:
     """The points of `sweep` (astrohpc.gcm.settings.SweepSettings), in task order."""
+    for i, point in enumerate(sweep.points):
+        for key in point:
+            check_key(key, f"{source}: sweep.points[{i}]")
+    listed = [dict(p) for p in sweep.points]
     if sweep.design == "list":
         if not sweep.points:
             raise ConfigError(f"{source}: design 'list' needs sweep.points: [{{planet.instellation_W_m2: 900}}, ...]")
-        for i, point in enumerate(sweep.points):
-            for key in point:
-                check_key(key, f"{source}: sweep.points[{i}]")
-        return [dict(p) for p in sweep.points]
+        return listed
     if not sweep.parameters:
         raise ConfigError(f"{source}: design {sweep.design!r} needs sweep.parameters: {{KEY: ...}}")
     for key in sweep.parameters:
@@ -53,9 +54,30 @@ def design_points(sweep: Any, source: str = "sweep") -> list[dict[str, Any]]:
     for key in sweep.log_scale:
         if key not in sweep.parameters:
             raise ConfigError(f"{source}: sweep.log_scale names {key!r}, which is not in sweep.parameters")
+    # with a grid or sampled design, listed points follow the design's (e.g. runs outside its envelope)
     if sweep.design == "grid":
-        return _grid(sweep.parameters, source)
-    return _sample(sweep, source)
+        return _grid(sweep.parameters, source) + listed
+    return _sample(sweep, source) + listed
+
+
+MAXIMIN_CANDIDATES = 200
+
+
+def maximin_lhs(dims: int, samples: int, seed: int, candidates: int = MAXIMIN_CANDIDATES):
+    """The Latin hypercube, of `candidates` drawn from `seed`, whose closest pair of points is
+    farthest apart (maximin), in the unit cube [samples, dims]."""
+    import numpy as np
+    from scipy.spatial.distance import pdist
+    from scipy.stats import qmc
+
+    rng = np.random.default_rng(seed)
+    best, best_gap = None, -1.0
+    for _ in range(candidates):
+        unit = qmc.LatinHypercube(d=dims, seed=rng).random(samples)
+        gap = float(pdist(unit).min()) if samples > 1 else 0.0
+        if gap > best_gap:
+            best, best_gap = unit, gap
+    return best
 
 
 def _grid(parameters: dict[str, Any], source: str) -> list[dict[str, Any]]:
@@ -88,11 +110,13 @@ def _sample(sweep: Any, source: str) -> list[dict[str, Any]]:
         bounds.append((low, high))
     if sweep.design == "sobol":
         sampler = qmc.Sobol(d=len(keys), scramble=True, seed=sweep.seed)
+        with warnings.catch_warnings():  # Sobol warns when samples is not a power of 2: allowed here
+            warnings.simplefilter("ignore")
+            unit = sampler.random(sweep.samples)
+    elif sweep.design == "maximin-lhs":
+        unit = maximin_lhs(len(keys), sweep.samples, sweep.seed)
     else:
-        sampler = qmc.LatinHypercube(d=len(keys), seed=sweep.seed)
-    with warnings.catch_warnings():  # Sobol warns when samples is not a power of 2: allowed here
-        warnings.simplefilter("ignore")
-        unit = sampler.random(sweep.samples)
+        unit = qmc.LatinHypercube(d=len(keys), seed=sweep.seed).random(sweep.samples)
     points = []
     for row in unit:
         point = {}

@@ -37,6 +37,8 @@ class GCMSettings:
     """One reference-GCM simulation; the planet comes from the `planet:` section.
 
     Run length: `years` (model years of 360 days) when set, else `days` (days of 86 400 s).
+    mixed_layer_depth_m: the slab ocean's depth (ExoPlaSim `mldepth`; 50 m takes years to
+    equilibrate, a few metres months).
     Output: means every `means_interval_days` and instantaneous snapshots every
     `snapshot_interval_days` (0 turns snapshots off). `restart_file` starts from a saved state
     (relative paths are taken from the current directory); `start_step` is the model's step
@@ -50,6 +52,7 @@ class GCMSettings:
     days: int = 5
     years: Optional[int] = None
     timestep_minutes: float = 45.0
+    mixed_layer_depth_m: float = 50.0
     means_interval_days: int = 5
     snapshot_interval_days: int = 1
     restart_file: Optional[str] = None
@@ -69,6 +72,9 @@ class GCMSettings:
         if not 0 < self.timestep_minutes <= 120 or 1440 % self.timestep_minutes:
             raise ValueError(f"gcm.timestep_minutes must divide a day (1440 min) and be <= 120, "
                              f"got {self.timestep_minutes}")
+        if not self.mixed_layer_depth_m > 0:
+            raise ValueError(f"gcm.mixed_layer_depth_m must be > 0 (the slab ocean's depth), "
+                             f"got {self.mixed_layer_depth_m}")
         if self.means_interval_days < 1:
             raise ValueError(f"gcm.means_interval_days must be >= 1, got {self.means_interval_days}")
         if self.years is None and self.days < self.means_interval_days:
@@ -91,13 +97,15 @@ class SweepSettings:
     """A parameter design over config keys (e.g. `planet.instellation_W_m2`).
 
     design: "grid" (`parameters: {key: [values...]}`, the product), "list" (`points:
-    [{key: value}, ...]`), "sobol" or "lhs" (`parameters: {key: [low, high]}`, `samples`
-    points from `seed`; `log_scale` lists keys sampled uniformly in log10).
+    [{key: value}, ...]`), "sobol", "lhs" or "maximin-lhs" (`parameters: {key: [low, high]}`,
+    `samples` points from `seed`; `log_scale` lists keys sampled uniformly in log10;
+    maximin-lhs keeps the most spread of 200 hypercubes). With a grid or sampled design,
+    `points` are extra tasks after the design's (e.g. runs outside its envelope).
     spinup_days > 0: one spin-up run first, every task starts from its restart file.
     workers: processes for `--local` (the Slurm array's `%M` is `slurm.max_parallel`).
     """
 
-    design: Literal["grid", "list", "sobol", "lhs"] = "grid"
+    design: Literal["grid", "list", "sobol", "lhs", "maximin-lhs"] = "grid"
     parameters: dict[str, Any] = field(default_factory=dict)
     points: list[dict[str, Any]] = field(default_factory=list)
     samples: int = 0

@@ -35,13 +35,16 @@ def cache_root() -> Path:
 
 
 NEW_OPTIONAL_GCM_FIELDS = ("start_step",)
+# fields added later, with the default they had implicitly before: equal to it, they leave the key as it was
+NEW_DEFAULTED_GCM_FIELDS = {"mixed_layer_depth_m": 50.0}
 
 
 def spinup_key(cfg: Any, model_version: str) -> str:
     """Hash of the spin-up's planet and gcm settings and the model version (16 hex digits)."""
     settings = to_dict(cfg)
     # a field added with a default of None must not invalidate the spin-ups already cached
-    gcm = {k: v for k, v in settings["gcm"].items() if not (k in NEW_OPTIONAL_GCM_FIELDS and v is None)}
+    gcm = {k: v for k, v in settings["gcm"].items() if not (k in NEW_OPTIONAL_GCM_FIELDS and v is None)
+           and not (k in NEW_DEFAULTED_GCM_FIELDS and v == NEW_DEFAULTED_GCM_FIELDS[k])}
     blob = json.dumps({"planet": settings["planet"], "gcm": gcm, "model_version": model_version},
                       sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -7,6 +7,10 @@ so for an error metric a positive difference means removing the component made t
 
 Undefined statistics are never silent NaN: they come back as None with a `*_reason` field
 (fewer than 2 pairs, or every difference equal so that the spread is 0).
+
+Holm (statsmodels) runs over one family of every test of a study (`adjust_family`); the
+bootstrap is scipy's. `resolving_power` says what a design of n pairs and m tests can show at
+all: a handful of seeds cannot make an exact Wilcoxon significant, whatever the effect.
 """
 
 from __future__ import annotations
@@ -18,8 +22,6 @@ import numpy as np
 from scipy import stats
 
 ALPHA = 0.05
-# Bootstrap resamples are drawn in chunks of at most this many values, to bound memory.
-_BOOT_CHUNK = 2_000_000
 
 
 def _pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, int]:
@@ -54,12 +56,15 @@ def cohens_d_paired(a: Any, b: Any) -> float:
 
 
 def holm_bonferroni(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the order given.
+    """Holm's step-down adjusted p-values, in the order given (statsmodels `multipletests`,
+    method "holm").
 
     Sorted ascending p_(1) ≤ … ≤ p_(m): adj_(i) = max_{j ≤ i} min(1, (m − j + 1)·p_(j)) —
     monotone in the sorted order and capped at 1. Reject at level α where adj ≤ α (controls the
-    family-wise error rate). Ties keep their input order (the adjusted values are equal anyway).
+    family-wise error rate).
     """
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(list(pvalues), dtype=np.float64)
     if p.ndim != 1:
         raise ValueError("pvalues must be a flat sequence")
@@ -67,34 +72,27 @@ def holm_bonferroni(pvalues: Sequence[float]) -> list[float]:
         return []
     if not (np.isfinite(p) & (p >= 0.0) & (p <= 1.0)).all():
         raise ValueError(f"p-values must be finite and in [0, 1], got {p.tolist()}")
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
-    adjusted = np.empty(m)
-    adjusted[order] = np.maximum.accumulate(scaled)
-    return [float(v) for v in adjusted]
+    return [float(v) for v in multipletests(p, alpha=ALPHA, method="holm")[1]]
 
 
 def bootstrap_ci(diffs: Any, confidence: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of `diffs` (same units).
+    """Percentile bootstrap confidence interval of the mean of `diffs` (same units), by
+    `scipy.stats.bootstrap` (method "percentile").
 
     n_boot resamples of the finite differences with replacement, seeded (numpy default_rng):
-    the same inputs and seed give the same interval. Fewer than 2 finite values is a ValueError.
+    the same inputs and seed give the same interval. Every difference equal: that value at both
+    ends. Fewer than 2 finite values is a ValueError.
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     d = _finite_diffs(diffs)
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, _BOOT_CHUNK // d.size)
-    means = np.empty(n_boot)
-    for start in range(0, n_boot, per_chunk):
-        stop = min(n_boot, start + per_chunk)
-        means[start:stop] = d[rng.integers(0, d.size, size=(stop - start, d.size))].mean(axis=1)
-    tail = 50.0 * (1.0 - confidence)
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
+    if np.all(d == d[0]):  # no spread to resample (scipy would warn of degenerate data)
+        return float(d[0]), float(d[0])
+    ci = stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_boot, method="percentile",
+                         vectorized=True, rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def compare_paired(a: Any, b: Any, names: Sequence[str] = ("a", "b"), seed: int = 0) -> dict[str, Any]:
@@ -144,10 +142,8 @@ def effect_table(baseline: Mapping[int, float], variants: Mapping[str, Mapping[i
     baseline: seed -> metric of the full model; variants: component name -> {seed: metric}.
     Only seeds present in both are paired (the others are listed in `unpaired_seeds`); the
     difference is variant − baseline. Each row has the `compare_paired` fields plus `variant`,
-    `metric`, `seeds`, `p_holm` (Holm over the t-test p-values of every tested row) and
-    `significant` (p_holm ≤ 0.05). A row with < 2 paired seeds is untested (`reason`, p_holm None)
-    and not in the Holm family; a tested row whose t-test is undefined (zero spread) enters the
-    family with p = 1 — it cannot be significant and still counts against the others.
+    `metric`, `seeds`; `p_holm`, `p_wilcoxon_holm` and `significant` are None / False here and set
+    by `adjust_family` over every row of the study (all variants and metrics at once).
     """
     rows: list[dict[str, Any]] = []
     for name, values in variants.items():
@@ -156,10 +152,84 @@ def effect_table(baseline: Mapping[int, float], variants: Mapping[str, Mapping[i
         stats_row = compare_paired([values[s] for s in seeds], [baseline[s] for s in seeds],
                                    names=(name, "baseline"))
         rows.append({"variant": name, "metric": metric, "seeds": seeds, "unpaired_seeds": unpaired,
-                     **stats_row, "p_holm": None, "significant": False})
-    tested = [r for r in rows if r["n"] >= 2]
-    adjusted = holm_bonferroni([1.0 if r["p_t"] is None else r["p_t"] for r in tested])
-    for row, p_adj in zip(tested, adjusted):
-        row["p_holm"] = p_adj
-        row["significant"] = p_adj <= ALPHA
+                     **stats_row, "p_holm": None, "p_wilcoxon_holm": None, "significant": False})
     return rows
+
+
+def adjust_family(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Holm over the whole family of tested rows (every variant × metric given), in place and
+    returned: `p_holm` of the t-test p-values, `p_wilcoxon_holm` of the Wilcoxon ones, and
+    `significant` (p_holm ≤ ALPHA).
+
+    A row with < 2 pairs is untested (p_holm None) and not in the family; a tested row whose
+    statistic is undefined (zero spread, every difference 0) enters with p = 1 — it cannot be
+    significant and still counts against the others.
+    """
+    tested = [r for r in rows if r["n"] >= 2]
+    for key, out in (("p_t", "p_holm"), ("p_wilcoxon", "p_wilcoxon_holm")):
+        for row, p_adj in zip(tested, holm_bonferroni([1.0 if r[key] is None else r[key] for r in tested])):
+            row[out] = p_adj
+    for row in tested:
+        row["significant"] = row["p_holm"] <= ALPHA
+    return rows
+
+
+def wilcoxon_min_p(pairs: int) -> float:
+    """The smallest two-sided p-value the exact Wilcoxon signed-rank test can give with `pairs`
+    non-zero differences: every sign alike, 2 · (1/2)^n."""
+    if pairs < 1:
+        raise ValueError(f"pairs must be >= 1, got {pairs}")
+    return 2.0 * 0.5 ** pairs
+
+
+def detectable_effect(pairs: int, alpha: float, power: float = 0.8) -> float:
+    """The smallest paired effect |d_z| = |mean(d)| / sd(d) a two-sided paired t-test at level
+    `alpha` detects with probability `power` from `pairs` pairs (noncentral t, n − 1 df)."""
+    from scipy.optimize import brentq
+
+    if pairs < 2:
+        raise ValueError(f"pairs must be >= 2, got {pairs}")
+    df = pairs - 1
+    crit = stats.t.ppf(1.0 - alpha / 2.0, df)
+
+    def shortfall(d: float) -> float:
+        nc = d * math.sqrt(pairs)
+        wrong_side = float(stats.nct.cdf(-crit, df, nc))  # vanishing for d > 0; scipy returns NaN far out
+        return float(stats.nct.sf(crit, df, nc)) + (wrong_side if math.isfinite(wrong_side) else 0.0) - power
+
+    high = 1.0
+    while shortfall(high) < 0.0:  # widen the bracket
+        high *= 2.0
+    return float(brentq(shortfall, 1e-9, high))
+
+
+def resolving_power(pairs: int, tests: int, alpha: float = ALPHA, power: float = 0.8) -> dict[str, Any]:
+    """What a design of `pairs` paired seeds and `tests` tests in one Holm family can resolve.
+
+    Holm's most lenient step is alpha / tests (the smallest p), so: the exact Wilcoxon's smallest p
+    (`wilcoxon_min_p`) and that times `tests` (its smallest Holm-adjusted p), whether it can reach
+    `alpha` at all, and the smallest |d_z| the t-test detects at alpha / tests with `power`."""
+    if tests < 1:
+        raise ValueError(f"tests must be >= 1, got {tests}")
+    low = wilcoxon_min_p(pairs)
+    out: dict[str, Any] = {"pairs": pairs, "tests": tests, "alpha": alpha, "power": power,
+                           "wilcoxon_min_p": low, "wilcoxon_min_p_holm": min(1.0, tests * low),
+                           "wilcoxon_can_reject": tests * low <= alpha, "t_detectable_d": None}
+    if pairs >= 2:
+        out["t_detectable_d"] = detectable_effect(pairs, alpha / tests, power)
+    return out
+
+
+def resolution_verdict(row: Mapping[str, Any], detectable_d: float | None) -> str:
+    """One phrase on what a row shows: significant, or not, and then whether its observed effect
+    lies below what the design can detect (so 'not significant' is no evidence of no effect)."""
+    if row.get("p_holm") is None:
+        return "untested (fewer than 2 pairs)"
+    if row.get("significant"):
+        return "resolved: significant after Holm"
+    d = row.get("cohens_d")
+    if detectable_d is None or d is None:
+        return "not resolved"
+    if abs(d) < detectable_d:
+        return f"not resolved: |d| = {abs(d):.2g} is below the {detectable_d:.2g} this design detects"
+    return f"not significant (|d| = {abs(d):.2g})"

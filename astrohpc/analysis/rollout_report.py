@@ -4,7 +4,8 @@ rollout: one row per member (steps reached before a divergence flag and why, sur
     and energy drift per 1,000 steps, dry-mass error, ADF, last-window climatology RMSE) and the
     global-mean surface temperature of every member against the step, from the CF diagnostics.
 ablation: the effect of removing each component (variant − full, paired by seed) with its
-    bootstrap CI, Cohen's d and Holm-adjusted p-values, and a chart of the differences.
+    bootstrap CI, Cohen's d and Holm-adjusted p-values (one family over every variant × metric),
+    what the design can resolve at all, and a chart of the differences.
 """
 
 from __future__ import annotations
@@ -87,13 +88,25 @@ def add_ablation_section(report: MarkdownReport, study_dir: str | Path) -> None:
     if data.get("warning"):
         report.paragraph(f"Note: {data['warning']}.")
     rows = data["rows"]
+    tests = sum(1 for r in rows if r.get("p_holm") is not None)
     report.paragraph(
         f"Each variant trained with seeds {', '.join(map(str, data['seeds']))}, paired with the full model of the same "
         "seed; diff = variant − full (a positive RMSE ratio difference means the component helped). Paired t-test and "
-        "Wilcoxon signed-rank (scipy), Cohen's d of the paired differences, 95 % bootstrap CI of the mean difference, "
-        "p-values adjusted by Holm–Bonferroni across the variants of each metric.")
+        "Wilcoxon signed-rank (scipy), Cohen's d of the paired differences, 95 % bootstrap CI of the mean difference "
+        f"(scipy), p-values adjusted by Holm (statsmodels) over one family of all {tests} variant × metric tests.")
+    power = data.get("resolving_power")
+    if power:
+        verdict = (f"can reach {power['alpha']:g}" if power["wilcoxon_can_reject"]
+                   else f"cannot reach {power['alpha']:g} whatever the effect")
+        report.paragraph(
+            f"**Resolving power.** With {power['pairs']} pairs and {power['tests']} tests, the exact Wilcoxon's "
+            f"smallest two-sided p is {power['wilcoxon_min_p']:.3g}, {power['wilcoxon_min_p_holm']:.3g} after Holm: "
+            f"it {verdict}. The paired t-test at Holm's first step "
+            f"(α = {power['alpha']:g}/{power['tests']}) detects with {power['power']:.0%} power only effects with "
+            f"|d| ≥ {power['t_detectable_d']:.3g}; a smaller effect that is not significant is not resolved, not "
+            "shown absent (the 'resolution' column).")
     columns = ["variant", "metric", "n", "mean_full", "mean_variant", "diff", "ci_low", "ci_high", "cohens_d", "p_t",
-               "p_wilcoxon", "p_holm", "significant"]
+               "p_wilcoxon", "p_holm", "p_wilcoxon_holm", "significant", "resolution"]
     report.table([{c: r.get(c) for c in columns} for r in rows], columns)
     import matplotlib
 

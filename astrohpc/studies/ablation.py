@@ -40,10 +40,12 @@ to hold it fixed.
 The aggregation pairs each variant with the full model by seed (astrohpc.analysis.paired
 .effect_table, difference = variant − full, so > 0: removing the component made it worse) and
 writes ablation.csv (variant × metric: means, difference, 95 % bootstrap CI, Cohen's d, t-test,
-Wilcoxon and Holm-adjusted p over the variants of one metric, significance at 0.05) and
-ablation.json (the same rows, every seed's metrics, the unpaired seeds). Fewer than 3 seeds is
-said in the record; a seed without its partner (a partial aggregation) is listed, never dropped
-silently.
+Wilcoxon, their Holm-adjusted p over ONE family of every variant × metric test, significance at
+0.05, and what the row resolves) and ablation.json (the same rows, every seed's metrics, the
+unpaired seeds, and the design's resolving power: the smallest p an exact Wilcoxon can reach
+with this many seeds, before and after Holm, and the smallest effect the t-test detects with
+80 % power at Holm's first step). Fewer than MIN_SEEDS seeds is said in the record; a seed
+without its partner (a partial aggregation) is listed, never dropped silently.
 """
 
 from __future__ import annotations
@@ -60,10 +62,11 @@ from astrohpc.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 FULL = "full"
+MIN_SEEDS = 5  # 5 pairs: the exact Wilcoxon's smallest two-sided p is 2/32 = 0.0625; fewer is weaker still
 SUMMARY_KEYS = ("status", "step", "total_steps", "epoch", "best", "wall_s", "run_dir", "split", "exports")
 CSV_COLUMNS = ("variant", "metric", "n", "seeds", "unpaired_seeds", "n_dropped", "mean_full", "mean_variant", "diff",
-               "ci_low", "ci_high", "cohens_d", "t", "p_t", "wilcoxon", "p_wilcoxon", "p_holm", "significant",
-               "reason", "partial")
+               "ci_low", "ci_high", "cohens_d", "t", "p_t", "wilcoxon", "p_wilcoxon", "p_holm", "p_wilcoxon_holm",
+               "significant", "resolution", "reason", "partial")
 
 
 # ---------------------------------------------------------------------------- components
@@ -268,9 +271,10 @@ def per_seed(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, Opt
 
 def effect_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """effect_table of every metric (variants against the full model, paired by seed), flattened
-    into rows with mean_full / mean_variant / diff; undefined metrics enter as NaN (dropped with
-    their partner and counted in n_dropped)."""
-    from astrohpc.analysis.paired import effect_table
+    into rows with mean_full / mean_variant / diff, Holm-adjusted as one family over every
+    variant × metric; undefined metrics enter as NaN (dropped with their partner and counted in
+    n_dropped)."""
+    from astrohpc.analysis.paired import adjust_family, effect_table
 
     rows = []
     for metric, by_variant in per_seed(results).items():
@@ -281,7 +285,24 @@ def effect_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         for row in effect_table(full, variants, metric):
             rows.append({**row, "mean_full": row["mean_b"], "mean_variant": row["mean_a"], "diff": row["mean_diff"]})
-    return rows
+    return adjust_family(rows)
+
+
+def design(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The resolving power of the study (astrohpc.analysis.paired.resolving_power) at its fewest
+    pairs among the tested rows and its family size, with every row's `resolution` set; None when
+    no row was tested."""
+    from astrohpc.analysis.paired import resolution_verdict, resolving_power
+
+    tested = [r for r in rows if r["n"] >= 2]
+    if not tested:
+        for row in rows:
+            row["resolution"] = resolution_verdict(row, None)
+        return None
+    power = resolving_power(min(r["n"] for r in tested), len(tested))
+    for row in rows:
+        row["resolution"] = resolution_verdict(row, power["t_detectable_d"])
+    return power
 
 
 def _number(value: Optional[float]) -> float:
@@ -293,12 +314,18 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
     from astrohpc.atomic_write import write_json, write_text
 
     partial = bool(record.get("partial", False))
+    from astrohpc.analysis.paired import wilcoxon_min_p
+
     rows = effect_rows(results)
+    power = design(rows)
     seeds = sorted({int(r["seed"]) for r in results})
     record["seeds"] = seeds
-    if len(cfg.study.seeds) < 3:
-        record["warning"] = (f"{len(cfg.study.seeds)} seeds: paired tests with fewer than 3 pairs have almost no "
-                             "power (and Wilcoxon's smallest p with 2 pairs is 0.5); use 3 or more")
+    record["resolving_power"] = power
+    if len(cfg.study.seeds) < MIN_SEEDS:
+        n = len(cfg.study.seeds)
+        record["warning"] = (f"{n} seeds: the exact Wilcoxon's smallest two-sided p with {n} pairs is "
+                             f"{wilcoxon_min_p(n):.3g} and the t-test has {n - 1} degree(s) of freedom; use "
+                             f"{MIN_SEEDS} or more")
         log.warning("%s", record["warning"])
     unpaired = {f"{r['variant']}/{r['metric']}": r["unpaired_seeds"] for r in rows if r["unpaired_seeds"]}
     record["unpaired_seeds"] = unpaired
@@ -313,6 +340,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
     write_text(study_dir / "ablation.csv", buffer.getvalue())
     write_json(study_dir / "ablation.json", {
         "partial": partial, "seeds": seeds, "warning": record.get("warning"), "unpaired_seeds": unpaired,
+        "resolving_power": power,
         "components": {r["variant"]: r["overrides"] for r in results},
         "per_seed": per_seed(results), "rows": rows})
     return {"table": str(study_dir / "ablation.csv"), "json": str(study_dir / "ablation.json")}

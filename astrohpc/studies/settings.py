@@ -23,7 +23,7 @@ class StudySettings:
     (steps per initial condition, how many per run, steps per restartable segment). components / seeds: the
     ablation study — named ablations of the model/train sections (astrohpc.studies.ablation; empty: every one
     that applies to this config) and the seeds each variant and the full model are trained with, paired by seed
-    (at least 2, distinct; fewer than 3 leaves the statistics weak and the aggregation says so).
+    (at least 2, distinct; default 5: fewer leaves the statistics weak and the aggregation says so).
     spinup_cube / spinup_days / target_days: the spin-up study (astrohpc.studies.spinup) — the cube of a
     cold-start sweep (default: `sweep`/datacube.h5), the numbers of first daily states k a surrogate is given (one
     task each; not sweep.spinup_days, the GCM's shared spin-up), and the states at the end of each run whose
@@ -43,7 +43,7 @@ class StudySettings:
     initial_conditions: int = 2
     segment_steps: int = 1000
     components: list[str] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     spinup_cube: Optional[str] = None
     spinup_days: list[int] = field(default_factory=lambda: [5, 10, 20])
     target_days: int = 10

@@ -1,4 +1,5 @@
-"""Paired ablation statistics against hand-worked values, scipy and (if installed) statsmodels."""
+"""Paired ablation statistics against hand-worked values, scipy and statsmodels, and the library
+Holm and bootstrap against the hand-written versions they replaced (kept here as references)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from astrohpc.analysis.paired import bootstrap_ci, cohens_d_paired, compare_paired, effect_table, holm_bonferroni
+from astrohpc.analysis.paired import (
+    adjust_family,
+    bootstrap_ci,
+    cohens_d_paired,
+    compare_paired,
+    detectable_effect,
+    effect_table,
+    holm_bonferroni,
+    resolution_verdict,
+    resolving_power,
+    wilcoxon_min_p,
+)
 
 # Eight seeds of a made-up validation RMSE: the full model and the model without one component.
 FULL = np.array([1.02, 0.98, 1.05, 0.99, 1.01, 1.00, 1.03, 0.97])
@@ -48,25 +60,40 @@ def test_holm_hand_worked_example():
         holm_bonferroni([0.1, float("nan")])
 
 
-def test_holm_matches_statsmodels():
-    multitest = pytest.importorskip("statsmodels.stats.multitest",
-                                    reason="statsmodels not installed: the outside Holm check is skipped")
+def _holm_by_hand(p):
+    """The project's former hand-written Holm, kept as a second implementation to check against."""
+    p = np.asarray(p, dtype=np.float64)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    return adjusted.tolist()
+
+
+def test_holm_matches_the_hand_written_version():
     p = np.random.default_rng(3).uniform(0.0, 0.2, 17)
     p[[2, 9]] = p[5]  # ties
-    _, expected, _, _ = multitest.multipletests(p, alpha=0.05, method="holm")
-    assert holm_bonferroni(p) == pytest.approx(expected.tolist(), abs=1e-15)
+    assert holm_bonferroni(p) == pytest.approx(_holm_by_hand(p), abs=1e-15)
 
 
-def test_bootstrap_ci_contains_the_mean_and_matches_scipy():
+def _bootstrap_by_hand(d, confidence, n_boot, seed):
+    """The project's former hand-written percentile bootstrap, kept as a second implementation."""
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    tail = 50.0 * (1.0 - confidence)
+    return tuple(np.percentile(means, [tail, 100.0 - tail]))
+
+
+def test_bootstrap_ci_contains_the_mean_and_matches_the_hand_written_version():
     d = ABLATED - FULL
     low, high = bootstrap_ci(d, n_boot=20_000, seed=1)
     assert low < d.mean() < high
     assert bootstrap_ci(d, n_boot=20_000, seed=1) == (low, high)  # seeded: reproducible
-    ref = stats.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=20_000, method="percentile",
-                          random_state=np.random.default_rng(7)).confidence_interval
-    # two independent Monte-Carlo estimates of the same percentiles
-    assert low == pytest.approx(ref.low, abs=2e-3)
-    assert high == pytest.approx(ref.high, abs=2e-3)
+    ref_low, ref_high = _bootstrap_by_hand(d, 0.95, 20_000, seed=7)
+    # two independent Monte-Carlo estimates of the same percentiles: means of 8 differences given to
+    # 0.01 lie on a grid of 0.00125, and the two agree within one step of it
+    assert low == pytest.approx(ref_low, abs=1.3e-3)
+    assert high == pytest.approx(ref_high, abs=1.3e-3)
     narrow = bootstrap_ci(d, confidence=0.5, n_boot=20_000, seed=1)
     assert low < narrow[0] < narrow[1] < high
 
@@ -133,12 +160,62 @@ def test_effect_table_pairs_by_seed_and_adjusts_with_holm():
     one = rows["one_seed"]
     assert one["n"] == 1 and "at least 2" in one["reason"] and one["p_holm"] is None and not one["significant"]
 
-    # the family: three tested rows; the identical variant (t-test undefined) enters with p = 1
-    expected = holm_bonferroni([rows["no_corrector"]["p_t"], fusion["p_t"], 1.0])
-    assert [rows[k]["p_holm"] for k in ("no_corrector", "no_fusion", "identical")] == pytest.approx(expected)
-    assert rows["identical"]["p_holm"] == 1.0 and not rows["identical"]["significant"]
+    # effect_table leaves the adjustment to the family of the whole study
+    assert all(r["p_holm"] is None and not r["significant"] for r in rows.values())
     assert rows["no_corrector"]["cohens_d"] > 0  # variant − baseline: the ablated error is larger
-    for row in rows.values():
-        if row["p_holm"] is not None:
-            assert row["significant"] == (row["p_holm"] <= 0.05)
-            assert row["p_t"] is None or row["p_holm"] >= row["p_t"]
+
+
+def test_adjust_family_holm_over_every_variant_and_metric():
+    seeds = list(range(8))
+    baseline = dict(zip(seeds, FULL))
+    variants = {"no_corrector": dict(zip(seeds, ABLATED)), "identical": dict(baseline), "one_seed": {0: 1.5}}
+    rows = (effect_table(baseline, variants, metric="val_rmse")
+            + effect_table({s: 2 * v for s, v in baseline.items()},
+                           {"no_corrector": {s: 2 * v + 0.01 * (s % 3) for s, v in variants["no_corrector"].items()}},
+                           metric="test_rmse"))
+    adjust_family(rows)
+    tested = [r for r in rows if r["n"] >= 2]
+    assert [(r["variant"], r["metric"]) for r in tested] == [
+        ("no_corrector", "val_rmse"), ("identical", "val_rmse"), ("no_corrector", "test_rmse")]
+    # one family of three: Holm by hand over (p1, 1 (undefined t-test), p3)
+    p1, p3 = tested[0]["p_t"], tested[2]["p_t"]
+    low, high = sorted([p1, p3])
+    by_hand = {low: min(1.0, 3 * low), high: max(min(1.0, 3 * low), min(1.0, 2 * high))}
+    assert tested[0]["p_holm"] == pytest.approx(by_hand[p1], rel=1e-12)
+    assert tested[2]["p_holm"] == pytest.approx(by_hand[p3], rel=1e-12)
+    assert tested[1]["p_holm"] == 1.0 and not tested[1]["significant"]
+    assert tested[1]["p_wilcoxon_holm"] == 1.0  # every difference 0: enters the Wilcoxon family with p = 1
+    one = next(r for r in rows if r["variant"] == "one_seed")
+    assert one["p_holm"] is None and not one["significant"]
+    for row in tested:
+        assert row["significant"] == (row["p_holm"] <= 0.05)
+
+
+def test_wilcoxon_min_p_by_hand_and_against_scipy():
+    # n pairs, every difference positive: the exact null puts 1/2^n on that sign pattern, two-sided 2/2^n
+    assert wilcoxon_min_p(3) == 0.25 and wilcoxon_min_p(5) == 0.0625 and wilcoxon_min_p(6) == 0.03125
+    for n in (3, 5, 8):
+        assert stats.wilcoxon(np.arange(1.0, n + 1), method="exact").pvalue == pytest.approx(wilcoxon_min_p(n),
+                                                                                             rel=1e-12)
+
+
+def test_detectable_effect_matches_statsmodels_power():
+    power = pytest.importorskip("statsmodels.stats.power")
+    for n, alpha in ((5, 0.05), (5, 0.05 / 6), (10, 0.01)):
+        expected = power.TTestPower().solve_power(nobs=n, alpha=alpha, power=0.8, alternative="two-sided")
+        assert detectable_effect(n, alpha) == pytest.approx(expected, rel=1e-4)
+
+
+def test_resolving_power_of_three_and_five_seeds():
+    three = resolving_power(3, tests=6)
+    assert three["wilcoxon_min_p"] == 0.25 and three["wilcoxon_min_p_holm"] == 1.0
+    assert not three["wilcoxon_can_reject"]
+    five = resolving_power(5, tests=1)
+    assert five["wilcoxon_min_p_holm"] == 0.0625 and not five["wilcoxon_can_reject"]  # 2/32 > 0.05
+    assert resolving_power(6, tests=1)["wilcoxon_can_reject"]  # 2/64 <= 0.05
+    # more tests in the family: a larger effect is needed at Holm's first step alpha/m
+    assert resolving_power(5, tests=12)["t_detectable_d"] > five["t_detectable_d"]
+    row = {"p_holm": 0.4, "significant": False, "cohens_d": -0.3}
+    assert resolution_verdict(row, five["t_detectable_d"]).startswith("not resolved: |d| = 0.3 is below")
+    assert resolution_verdict({**row, "p_holm": 0.01, "significant": True}, 1.0).startswith("resolved")
+    assert resolution_verdict({"p_holm": None}, 1.0).startswith("untested")

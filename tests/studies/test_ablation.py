@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from astrohpc.analysis.paired import compare_paired
@@ -93,7 +94,7 @@ def test_expansion_and_overrides(physics_cube, tmp_path):
 
 def test_demo_config_loads():
     cfg = load_config(REPO / "configs" / "study" / "ablation_demo.yaml")
-    assert cfg.study.seeds == [0, 1, 2] and cfg.train.epochs <= 2
+    assert len(cfg.study.seeds) >= ablation.MIN_SEEDS and cfg.train.epochs <= 2
     assert set(cfg.study.components) <= set(ablation.components(cfg))
 
 
@@ -142,21 +143,72 @@ def test_tiny_ablation_runs_and_aggregates(finished_study):
                 assert row[key] == "", key
             else:
                 assert _float(row[key]) == pytest.approx(expected[key], rel=1e-9), key
-        assert 0.0 <= float(row["p_holm"]) <= 1.0 and row["significant"] in ("True", "False")
+        assert row["significant"] == str(float(row["p_holm"]) <= 0.05) and row["resolution"]
+    # Holm over ONE family of all 4 variant × metric tests, by hand (an undefined t-test enters as 1)
+    p = [1.0 if r["p_t"] == "" else float(r["p_t"]) for r in rows]
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    running, by_hand = 0.0, [0.0] * len(p)
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        by_hand[i] = running
+    assert [float(r["p_holm"]) for r in rows] == pytest.approx(by_hand, rel=1e-12)
+    # 2 pairs, 4 tests: Wilcoxon's smallest p is 2/2^2 = 0.5, 1 after Holm
+    power = record["resolving_power"]
+    assert (power["pairs"], power["tests"], power["wilcoxon_min_p"], power["wilcoxon_can_reject"]) == (2, 4, 0.5, False)
     saved = json.loads((folder / "ablation.json").read_text())
     assert len(saved["rows"]) == len(rows) and saved["per_seed"]["ts_rmse_K"]["full"].keys() == {"0", "1"}
 
 
-def test_test_run_scores_match_the_trainers(finished_study, physics_cube):
-    """score_runs (the test-run scoring) reproduces the trainer's validation table on the same run."""
+def _area_rmse(pred, truth, area):
+    """Per-channel sqrt(Σ w e² / Σ w) over samples and grid, NaN left out: numpy, by hand."""
+    err = pred.astype(np.float64) - truth.astype(np.float64)
+    w = np.where(np.isfinite(err), np.broadcast_to(area, err.shape), 0.0)
+    e2 = np.where(np.isfinite(err), err, 0.0) ** 2
+    return np.sqrt((w * e2).sum(axis=(0, 2, 3)) / w.sum(axis=(0, 2, 3)))
+
+
+def test_test_run_scores_against_a_hand_computed_rmse(finished_study, physics_cube):
+    """score_runs (the test-run scoring) against RMSEs computed here with numpy from the cube's states
+    and the model's one-step forecasts (not through astrohpc.train.validate)."""
+    import torch
+
+    from astrohpc.data.cube import LazyCube
+    from astrohpc.models.objective import batch_planet
+    from astrohpc.train.export import load_exported
+
     folder, _ = finished_study
-    res = read_result(folder, 0)
-    export = res["train_summary"]["exports"]["best"]
-    rows = ablation.score_runs(export, [read_meta(physics_cube).run_names[1]], unroll_steps=1)
-    for mine, theirs in zip(rows, res["channels"]["validation"]):
-        assert mine["channel"] == theirs["channel"]
-        for key in ("rmse", "persistence_rmse"):
-            assert mine[key] == pytest.approx(theirs[key], rel=1e-6, nan_ok=True)
+    export = read_result(folder, 0)["train_summary"]["exports"]["best"]
+    meta = read_meta(physics_cube)
+    run = 1
+    rows = ablation.score_runs(export, [meta.run_names[run]], unroll_steps=1)
+
+    model, info = load_exported(export)
+    lazy = LazyCube(physics_cube).prepare()
+    try:
+        states = lazy.read(run, 0, int(meta.time_count[run]))[:, list(model.plan.cube_channels)].astype(np.float32)
+    finally:
+        lazy.close()
+    from astrohpc.data.dataset import WindowDataset  # only for the model's inputs (params, static, planet)
+
+    data = WindowDataset(physics_cube, 1, 1, runs=[run], variables=list(model.plan.variables),
+                         param_norm=info["param_norm"], static=bool(model.plan.static))
+    try:
+        batch = torch.utils.data.default_collate([data[i] for i in range(len(data))])
+    finally:
+        data.close()
+    x0, x1 = torch.from_numpy(states[:-1]), torch.from_numpy(states[1:])
+    with torch.no_grad():
+        forecast = model(x0, x1[:, model.forcing], batch["params"], batch.get("static"), batch_planet(batch)).numpy()
+    area = model.grid.area_weight.double().numpy()
+    expected_model = _area_rmse(forecast, states[1:], area)
+    expected_persistence = _area_rmse(states[:-1], states[1:], area)
+    assert [r["channel"] for r in rows] == list(model.plan.describe()["channel_names"])
+    for c, row in enumerate(rows):
+        # float32 states and sums of a few thousand cells: agreement to ~1e-6 relative
+        assert row["persistence_rmse"] == pytest.approx(expected_persistence[c], rel=1e-5, nan_ok=True), row["channel"]
+        assert row["rmse"] == pytest.approx(expected_model[c], rel=1e-5, nan_ok=True), row["channel"]
+    # and persistence is not zero: the check would pass trivially on a frozen cube
+    assert np.nanmax(expected_persistence) > 0
 
 
 def _fake_result(variant, seed, value):
@@ -179,7 +231,7 @@ def test_failed_task_refuses_and_partial_lists_unpaired_seeds(physics_cube, tmp_
     assert not (folder / "ablation.csv").exists()
 
     partial = aggregate_study(folder, allow_partial=True)
-    assert partial["partial"] and "warning" not in partial
+    assert partial["partial"] and "3 seeds" in partial["warning"] and "0.25" in partial["warning"]
     assert partial["unpaired_seeds"] == {f"{c}/rmse_ratio_mean": [2] for c in COMPONENTS}
     rows = _rows(folder / "ablation.csv")
     assert {(r["variant"], r["n"], r["seeds"], r["unpaired_seeds"], r["partial"]) for r in rows} == {
@@ -189,8 +241,7 @@ def test_failed_task_refuses_and_partial_lists_unpaired_seeds(physics_cube, tmp_
 
 
 def test_test_run_scores_of_a_climate_surrogate(physics_cube, tmp_path):
-    """The climate branch of score_runs: time means beside the training climatology, as the trainer."""
-    from astrohpc.train.export import read_export
+    """The climate branch of score_runs against time means, climatology and RMSEs computed here with numpy."""
     from astrohpc.train.trainer import train
 
     names = read_meta(physics_cube).run_names
@@ -200,9 +251,57 @@ def test_test_run_scores_of_a_climate_surrogate(physics_cube, tmp_path):
                                        "batch_size": 1, "checkpoint_every": 0, "threads": 1}}, source="test")
     export = train(cfg)["exports"]["best"]
     rows = ablation.score_runs(export, [names[1]], unroll_steps=1)
-    reference = read_export(export)["validation"]["channels"]
-    assert [r["channel"] for r in rows] == [r["channel"] for r in reference]
-    for mine, theirs in zip(rows, reference):
-        for key in ("rmse", "climatology_rmse"):
-            assert mine[key] == pytest.approx(theirs[key], rel=1e-6, nan_ok=True)
+    # reference by hand: the run's time mean from the cube, the climatology as the mean of the training
+    # runs' time means (numpy), the model's prediction, and numpy RMSEs
+    import torch
+
+    from astrohpc.data.cube import LazyCube
+    from astrohpc.data.runs import RunDataset
+    from astrohpc.train.export import load_exported
+
+    model, info = load_exported(export)
+    meta = read_meta(physics_cube)
+    channels = list(model.plan.cube_channels)
+    spinup = info["config"]["model"]["spinup_steps"]
+    lazy = LazyCube(physics_cube).prepare()
+    try:
+        means = {r: lazy.read(r, spinup, int(meta.time_count[r]) - spinup)[:, channels].astype(np.float64).mean(axis=0)
+                 for r in range(len(names))}
+    finally:
+        lazy.close()
+    train_ids = [names.index(n) for n in info["run_split"]["train"]]
+    climatology = np.nanmean([means[r] for r in train_ids], axis=0)
+    data = RunDataset(physics_cube, spinup, runs=[1], variables=list(model.plan.variables),
+                      param_norm=info["param_norm"], static=bool(model.plan.static))
+    try:
+        item = torch.utils.data.default_collate([data[0]])
+    finally:
+        data.close()
+    with torch.no_grad():
+        predicted = model.physical(model(item["params"], item.get("spinup"), item.get("static")))["datacube"]
+    area = model.grid.area_weight.double().numpy()
+    truth = means[1][None]
+    expected_model = _area_rmse(predicted.double().numpy(), truth, area)
+    expected_clim = _area_rmse(climatology[None], truth, area)
+    assert [r["channel"] for r in rows] == list(model.plan.describe()["channel_names"])
+    for c, row in enumerate(rows):
+        # the study keeps time means in float32: a field of size F carries ~eps32·F of rounding (0.01 Pa of ps)
+        tol = {"rel": 1e-5, "abs": float(np.finfo(np.float32).eps * np.nanmax(np.abs(truth[:, c]))), "nan_ok": True}
+        assert row["climatology_rmse"] == pytest.approx(expected_clim[c], **tol), row["channel"]
+        assert row["rmse"] == pytest.approx(expected_model[c], **tol), row["channel"]
+    assert np.nanmax(expected_clim) > 0
     assert set(ablation.channel_metrics(rows, prefix="test_")[0]) == {"test_rmse_ratio_mean", "test_ts_rmse_K"}
+
+
+def test_report_states_the_resolving_power(finished_study, tmp_path):
+    from astrohpc.analysis.markdown import MarkdownReport
+    from astrohpc.analysis.study_sections import add_study_section
+
+    folder, _ = finished_study
+    report = MarkdownReport(tmp_path / "report", "ablation")
+    add_study_section(report, folder)
+    text = "".join(report.parts)
+    # 2 pairs, 4 tests: 2/2^2 = 0.5, 4 x 0.5 capped at 1
+    assert "With 2 pairs and 4 tests, the exact Wilcoxon's smallest two-sided p is 0.5, 1 after Holm" in text
+    assert "cannot reach 0.05 whatever the effect" in text and "over one family of all 4" in text
+    assert "| resolution |" in text

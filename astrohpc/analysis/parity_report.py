@@ -17,6 +17,7 @@ import numpy as np
 
 from astrohpc.analysis.markdown import MarkdownReport
 from astrohpc.analysis.study_record import aggregated, partial_note
+from astrohpc.studies.parity_maps import GCM, read_maps
 from astrohpc.studies.tasks import read_result, task_dir
 
 LABELS = {"surrogate": "surrogate", "climate_surrogate": "climate surrogate", "persistence": "persistence",
@@ -58,16 +59,14 @@ def _plot_maps(report: MarkdownReport, study_dir: Path, results: list[dict[str, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    found = [(res, np.load(task_dir(study_dir, i) / "maps.npz")) for res, i in zip(results, ids)
-             if (task_dir(study_dir, i) / "maps.npz").is_file()]
-    found = [(res, m) for res, m in found if channel in list(m["channels"])]
+    found = [(res, read_maps(task_dir(study_dir, i))) for res, i in zip(results, ids)]
+    found = [(res, m) for res, m in found if m is not None and channel in m.data_vars]
     if not found:
         return
     fig, axes = plt.subplots(len(found), 4, figsize=(19, 3.4 * len(found)), squeeze=False, constrained_layout=True)
     for row, (res, maps) in zip(axes, found):
-        c = list(maps["channels"]).index(channel)
-        lat, lon = maps["lat"], maps["lon"]
-        gcm, sur = maps["gcm"][c], maps["method_surrogate"][c]
+        lat, lon = maps["lat"].values, maps["lon"].values
+        gcm, sur = maps[channel].sel(source=GCM).values, maps[channel].sel(source="surrogate").values
         units = res["units"][res["channels"].index(channel)]
         low, high = np.nanmin(gcm), np.nanmax(gcm)
         for ax, field, title in ((row[0], gcm, "GCM"), (row[1], sur, "surrogate (rollout mean)")):
@@ -83,9 +82,9 @@ def _plot_maps(report: MarkdownReport, study_dir: Path, results: list[dict[str, 
         row[2].set_title("difference", fontsize=9)
         row[2].set_xlabel("longitude [°E]")
         row[3].plot(np.nanmean(gcm, axis=1), lat, "k", lw=2, label="GCM")
-        for key in maps.files:
-            if key.startswith("method_"):
-                row[3].plot(np.nanmean(maps[key][c], axis=1), lat, lw=1, label=LABELS.get(key[7:], key[7:]))
+        for method in maps["source"].values[1:]:
+            row[3].plot(np.nanmean(maps[channel].sel(source=method).values, axis=1), lat, lw=1,
+                        label=LABELS.get(str(method), str(method)))
         row[3].set_xlabel(f"zonal-mean time-mean {channel} [{units}]")
         row[3].set_ylabel("latitude [°N]")
         row[3].grid(alpha=0.3)

@@ -334,7 +334,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
                     "wall_s": twin_summary.get("wall_time_s")}
 
     gcm_days, gcm_mean = truth[1:], truth[1:].mean(axis=0)
-    _save_maps(study_dir, task, names, gcm_mean, {m: f.mean(axis=0) for m, f in fields.items()}, model.grid)
+    _save_maps(study_dir, task, names, units, gcm_mean, {m: f.mean(axis=0) for m, f in fields.items()}, model.grid)
     methods: dict[str, Any] = {}
     for name, f in fields.items():
         rmse, bias = rmse_bias(f, gcm_days, area)
@@ -376,21 +376,17 @@ def read_export_cube(path: str) -> str:
 MAP_CHANNELS = ("ts", "tas", "rlut")
 
 
-def _save_maps(study_dir: Path, task: dict, names: list[str], gcm_mean: np.ndarray, means: dict[str, np.ndarray],
-               grid: Any) -> None:
-    """Time-mean maps of a few channels (GCM and every method) for the report's parity maps."""
-    from astrohpc.atomic_write import atomic_path
+def _save_maps(study_dir: Path, task: dict, names: list[str], units: list[str], gcm_mean: np.ndarray,
+               means: dict[str, np.ndarray], grid: Any) -> None:
+    """Time-mean maps of a few channels (GCM and every method) for the report: CF NetCDF, maps.nc."""
+    from astrohpc.studies.parity_maps import MAPS_FILE, maps_dataset, write_maps
     from astrohpc.studies.tasks import task_dir
 
     picks = [names.index(c) for c in MAP_CHANNELS if c in names]
-    arrays = {"channels": np.asarray([names[c] for c in picks]), "gcm": gcm_mean[picks],
-              "lat": grid.lat.double().numpy(), "lon": grid.lon.double().numpy()}
-    arrays.update({f"method_{m}": np.broadcast_to(f, gcm_mean.shape)[picks] for m, f in means.items()})
-    path = task_dir(study_dir, task["id"]) / "maps.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    ds = maps_dataset([names[c] for c in picks], [units[c] for c in picks], gcm_mean[picks],
+                      {m: np.broadcast_to(f, gcm_mean.shape)[picks] for m, f in means.items()},
+                      grid.lat.double().numpy(), grid.lon.double().numpy(), {"run": task["run"]})
+    write_maps(task_dir(study_dir, task["id"]) / MAPS_FILE, ds)
 
 
 # ---------------------------------------------------------------------------- aggregation

@@ -276,9 +276,12 @@ def test_parity_scores_the_climate_surrogate_and_saves_maps(trained, physics_cub
     truth = cube.read(1, 0, int(meta.time_count[1]))[:, channels].astype(np.float64)
     m_rmse, _ = rmse_bias(predicted, truth[1:].mean(axis=0), area)
     assert result["methods"]["climate_surrogate"]["mean_rmse"][ts] == pytest.approx(m_rmse[ts], rel=1e-9)
-    maps = np.load(task_dir(folder, 0) / "maps.npz")
-    assert "ts" in maps["channels"] and maps["gcm"].shape[1:] == (meta.shape[-2], meta.shape[-1])
-    assert {"method_surrogate", "method_climate_surrogate"} <= set(maps.files)
+    import xarray as xr
+
+    with xr.open_dataset(task_dir(folder, 0) / "maps.nc", engine="h5netcdf") as maps:
+        assert maps["ts"].dims == ("source", "lat", "lon") and maps["ts"].shape[1:] == meta.shape[-2:]
+        assert {"gcm", "surrogate", "climate_surrogate"} <= set(maps["source"].values)
+        assert maps["ts"].attrs["units"] == meta.units[meta.channel("ts")]
 
 
 def test_climate_cost_by_hand():

@@ -62,15 +62,17 @@ class Config:
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
-                schema: type = Config) -> Any:
+                schema: type = Config, base: dict | None = None) -> Any:
     """Load `path` (following `extends`), apply `overrides`, and validate against `schema`.
 
-    `path=None` starts from the schema's defaults. Raises ConfigError on any problem.
+    `path=None` starts from the schema's defaults. `base`: a raw mapping the file is merged over, as
+    if it were extended first (the cluster profile chosen at submit time, astrohpc.launch.profiles).
+    Raises ConfigError on any problem.
     """
-    raw: dict = {}
+    raw: dict = dict(base or {})
     source = "<defaults>"
     if path is not None:
-        raw = _load_with_extends(Path(path), seen=())
+        raw = deep_merge(raw, _load_with_extends(Path(path), seen=()))
         source = str(path)
     for item in overrides:
         key, value = parse_override(item)

@@ -23,7 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from astrohpc.config import load_config, to_yaml  # noqa: E402
+from astrohpc.config import to_yaml  # noqa: E402
+from astrohpc.launch.profiles import load_job_config  # noqa: E402
 from astrohpc.launch.submit import TERMINAL_STATES, job_states  # noqa: E402
 from astrohpc.launch.train_job import submit_train  # noqa: E402
 from astrohpc.train.trainer import run_dir  # noqa: E402
@@ -61,7 +62,7 @@ def main() -> int:
     parser.add_argument("--signal-after", type=int, default=30, help="send the signal once this step is logged")
     parser.add_argument("--timeout", type=float, default=1500.0)
     args = parser.parse_args()
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_job_config(args.config, args.overrides)  # the cluster profile: $ASTROHPC_CLUSTER, else local
     cfg.run.root = str(Path(cfg.run.root).resolve())
     cfg.train.cube = str(Path(cfg.train.cube or cfg.data.cube).resolve())
     folder = run_dir(cfg)

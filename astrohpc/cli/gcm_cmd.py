@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--dry-run", action="store_true", help="print the sbatch scripts and the task table")
     mode.add_argument("--local", action="store_true", help="run the tasks here with worker processes")
     mode.add_argument("--submit", action="store_true", help="submit an array + aggregation job to Slurm")
+    p.add_argument("--cluster", default=None, metavar="NAME",
+                   help="--submit/--dry-run: cluster profile configs/cluster/NAME.yaml or a path (default: "
+                        "$ASTROHPC_CLUSTER, else local); it replaces any other profile")
     p.add_argument("--workers", type=int, default=None, help="--local: processes (default sweep.workers)")
     p.add_argument("--wait", action="store_true", help="--submit: wait for the jobs and print the manifest counts")
     p.add_argument("--timeout", type=float, default=3600.0, help="--wait: seconds (default 3600)")
@@ -93,10 +96,17 @@ def _sweep(args: argparse.Namespace) -> int:
     from astrohpc.config import load_config
     from astrohpc.gcm.sweep import plan_sweep, write_plan
 
-    cfg = load_config(args.config, args.overrides)
+    from astrohpc.launch.profiles import load_job_config
+
+    cfg = load_job_config(args.config, args.overrides, args.cluster, getattr(args, "bind", None) or [])
     plan = plan_sweep(cfg, source=args.config)
     if args.dry_run:
         return _dry_run(cfg, plan)
+    if args.submit:  # before the build and the plan: a job that cannot run is refused here, not in the queue
+        from astrohpc.gcm.sweep_slurm import sweep_problems
+        from astrohpc.launch.preflight import refuse_problems
+
+        refuse_problems(sweep_problems(cfg, plan.sweep_dir), "sweep")
     from astrohpc.gcm.runner import get_runner
 
     get_runner(cfg.gcm.model).build(cfg.gcm)  # compile once, here, before any task starts
@@ -111,8 +121,10 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _dry_run(cfg, plan) -> int:
     from astrohpc.gcm.run import is_finished
-    from astrohpc.gcm.sweep_slurm import render_sweep
+    from astrohpc.gcm.sweep_slurm import render_sweep, sweep_problems
 
+    for problem in sweep_problems(cfg, plan.sweep_dir):
+        print(f"astrohpc: warning: --submit would refuse: {problem}", file=sys.stderr)
     _print_table(plan)
     todo = [t["index"] for t in plan.tasks if not is_finished(plan.sweep_dir / t["run_dir"])]
     scripts = render_sweep(cfg, plan.sweep_dir, todo, spinup=plan.spinup_days > 0)

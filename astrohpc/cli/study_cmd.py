@@ -1,5 +1,6 @@
-"""`astrohpc study KIND CONFIG [--submit | --local | --dry-run] [--task-id N]`, and the study tools:
-`astrohpc study task DIR` (one array task), `status DIR`, `aggregate DIR [--allow-partial]`."""
+"""`astrohpc study KIND CONFIG (--submit | --local | --dry-run) [--task-id N] [--cluster NAME]`, and
+the study tools: `astrohpc study task DIR` (one array task), `status DIR`, `aggregate DIR
+[--allow-partial]`. A dry run writes and deletes nothing and needs no earlier stage's output."""
 
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = verbs.add_parser(kind, help=f"the {kind} study of CONFIG (study: section; run.root/run.name is its folder)")
         p.add_argument("config", help="study config (YAML, e.g. configs/study/parity_demo.yaml)")
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. study.seeds=[0,1]")
-        how = p.add_mutually_exclusive_group()
-        how.add_argument("--submit", action="store_true", help="task arrays + aggregation job on Slurm (default)")
+        how = p.add_mutually_exclusive_group(required=True)
+        how.add_argument("--submit", action="store_true", help="task arrays + aggregation job on Slurm")
         how.add_argument("--local", action="store_true", help="run the unfinished tasks here, then aggregate")
-        how.add_argument("--dry-run", action="store_true", help="list the tasks and print the scripts; submit nothing")
-        p.add_argument("--task-id", type=int, default=None, help="run only this task, here")
+        how.add_argument("--dry-run", action="store_true",
+                         help="list the tasks and print every script --submit would hand to sbatch; writes, deletes "
+                              "and submits nothing (placeholders where an earlier stage's output is missing)")
+        p.add_argument("--task-id", type=int, default=None, help="with --local: run only this task, here")
+        p.add_argument("--cluster", default=None, metavar="NAME",
+                       help="cluster profile configs/cluster/NAME.yaml or a path (default: $ASTROHPC_CLUSTER, else "
+                            "local); it replaces any other profile")
         p.add_argument("--replace", action="store_true",
                        help="if the study folder holds a study with another config, delete it and start over")
         p.add_argument("--wait", action="store_true", help="with --submit: wait for the aggregation job")
@@ -55,12 +61,19 @@ def _print_status(study_dir) -> dict:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from astrohpc.config import load_config
-    from astrohpc.studies.execute import aggregate_study, plan_study, run_local, run_task
-    from astrohpc.studies.tasks import load_study, status
+    from astrohpc.launch.profiles import load_job_config
+    from astrohpc.studies.execute import aggregate_study, plan_study, run_local, run_task, study_dir_of
+    from astrohpc.studies.tasks import status
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_job_config(args.config, args.overrides, args.cluster, getattr(args, "bind", None) or [])
     _absolute(cfg)
+    if args.dry_run:
+        return _dry_run(args.kind, cfg, getattr(args, "replace", False))
+    if args.submit:
+        from astrohpc.launch.preflight import refuse_problems
+        from astrohpc.studies.slurm import study_problems
+
+        refuse_problems(study_problems(cfg, study_dir_of(cfg), args.kind), f"{args.kind} study")
     if getattr(args, "replace", False):
         from astrohpc.studies.execute import replace_if_different
 
@@ -69,21 +82,6 @@ def _study(args: argparse.Namespace) -> int:
     if args.task_id is not None:
         result = run_task(folder, args.task_id)
         print(json.dumps({k: result[k] for k in ("task", "wall_s")}, default=str))
-        return 0
-    if args.dry_run:
-        from astrohpc.studies.slurm import render_study
-
-        study = load_study(folder)
-        for t in study["tasks"]:
-            print(f"task {t['id']}: {json.dumps({k: v for k, v in t.items() if k != 'id'})}")
-        state = status(folder)
-        todo = sorted(state["missing"] + list(state["failed"]))
-        scripts = render_study(cfg, folder, todo, args.kind)
-        for chunk, text in scripts["arrays"]:
-            print(f"\n# ---- task array offset {chunk['offset']}: {len(chunk['tasks'])} tasks (sbatch --parsable)")
-            print(text, end="")
-        print("\n# ---- aggregation (sbatch --parsable --dependency=afterany:<arrays>)")
-        print(scripts["aggregate"], end="")
         return 0
     if args.local:
         from tqdm import tqdm
@@ -100,7 +98,7 @@ def _study(args: argparse.Namespace) -> int:
 
     record = submit_study(cfg, folder, args.kind)
     arrays = ", ".join(f"{a['job_id']} ({len(a['tasks'])} tasks)" for a in record["arrays"]) or "none (all finished)"
-    print(f"{folder}: arrays {arrays}; aggregation {record['aggregate_job']}")
+    print(f"{folder}: arrays {arrays}; aggregation {record['aggregate_job']}; results in {folder}/aggregate.json")
     if not args.wait:
         return 0
     from astrohpc.launch import wait_for
@@ -108,6 +106,27 @@ def _study(args: argparse.Namespace) -> int:
     wait_for(job_ids(record), timeout_s=args.timeout, poll_s=2.0)
     _print_status(folder)
     return _report(json.loads((folder / "aggregate.json").read_text()), folder)
+
+
+def _dry_run(kind: str, cfg, replace: bool) -> int:
+    """Print the tasks and every script --submit would hand to sbatch; write and delete nothing."""
+    from astrohpc.studies.slurm import preview_study
+
+    preview = preview_study(cfg, kind, replace=replace)
+    for problem in preview["problems"]:
+        print(f"astrohpc: warning: --submit would refuse: {problem}", file=sys.stderr)
+    print(f"# {kind} study in {preview['folder']} (dry run: nothing written, nothing submitted)")
+    for note in preview["notes"]:
+        print(f"# {note}")
+    for t in preview["tasks"] or []:
+        print(f"task {t['id']}: {json.dumps({k: v for k, v in t.items() if k != 'id'})}")
+    for chunk, text in preview["scripts"]["arrays"]:
+        count = len(chunk["tasks"]) if preview["tasks"] is not None else "?"
+        print(f"\n# ---- task array offset {chunk['offset']}: {count} tasks (sbatch --parsable)")
+        print(text, end="")
+    print("\n# ---- aggregation (sbatch --parsable --dependency=afterany:<arrays>)")
+    print(preview["scripts"]["aggregate"], end="")
+    return 0
 
 
 def _absolute(cfg) -> None:

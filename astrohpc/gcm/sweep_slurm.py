@@ -4,6 +4,11 @@ Task i runs as array element i - offset of the array that holds it; the array ex
 ASTROHPC_TASK_OFFSET and the job reads SLURM_ARRAY_TASK_ID itself (`astrohpc gcm task`),
 so no user string is ever pasted into the shell. Arrays longer than the cluster's
 MaxArraySize are split. Only unfinished tasks are submitted; `%A_%a` names the logs.
+
+Every job runs `astrohpc gcm ...` on the host or, with slurm.container, in the image (apptainer
+exec, no --nv: the GCM runs on CPUs) and exports slurm.env. A task is one process of gcm.ncpus
+CPUs (ExoPlaSim starts its own MPI ranks), so the profile's GPU and node layout, which describe
+training jobs, do not apply here.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from astrohpc.gcm.manifest import SUBMISSION
 from astrohpc.gcm.run import is_finished
 from astrohpc.gcm.sweep import SPINUP_DIR, load_table, unfinished_tasks
 from astrohpc.launch import render_sbatch, submit, write_script
+from astrohpc.launch.job_command import astrohpc_command, job_environment
 from astrohpc.launch.job_env import ARRAY_OFFSET_VARIABLE as OFFSET_VARIABLE
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's default MaxArraySize
@@ -67,24 +73,25 @@ def render_task_array(cfg: Config, sweep_dir: Path, chunk: dict, python: str = s
     """The sbatch script of one task array (1 task of gcm.ncpus CPUs and slurm.mem each)."""
     array = chunk["array"] + (f"%{cfg.slurm.max_parallel}" if cfg.slurm.max_parallel else "")
     return render_sbatch(
-        TASK_TEMPLATE, [python, "-m", "astrohpc", "gcm", "task", str(sweep_dir)],
-        setup=cfg.slurm.setup, env={OFFSET_VARIABLE: str(chunk["offset"])},
+        TASK_TEMPLATE, astrohpc_command(["gcm", "task", str(sweep_dir)], cfg.slurm, python),
+        setup=cfg.slurm.setup, env=job_environment(cfg.slurm, **{OFFSET_VARIABLE: str(chunk["offset"])}),
         job_name=f"gcm-{cfg.run.name}", array=array, ntasks=1, cpus_per_task=cfg.gcm.ncpus, mem=cfg.slurm.mem,
         output=f"{sweep_dir}/logs/task-%A_%a.out", **cfg.slurm.site_options())
 
 
 def render_spinup(cfg: Config, sweep_dir: Path, python: str = sys.executable) -> str:
     return render_sbatch(
-        TASK_TEMPLATE, [python, "-m", "astrohpc", "gcm", "task", str(sweep_dir), "--spinup"],
-        setup=cfg.slurm.setup, job_name=f"gcm-{cfg.run.name}-spinup", ntasks=1, cpus_per_task=cfg.gcm.ncpus,
-        mem=cfg.slurm.mem, output=f"{sweep_dir}/logs/spinup-%j.out", **cfg.slurm.site_options())
+        TASK_TEMPLATE, astrohpc_command(["gcm", "task", str(sweep_dir), "--spinup"], cfg.slurm, python),
+        setup=cfg.slurm.setup, env=job_environment(cfg.slurm), job_name=f"gcm-{cfg.run.name}-spinup", ntasks=1,
+        cpus_per_task=cfg.gcm.ncpus, mem=cfg.slurm.mem, output=f"{sweep_dir}/logs/spinup-%j.out",
+        **cfg.slurm.site_options())
 
 
 def render_aggregate(cfg: Config, sweep_dir: Path, python: str = sys.executable) -> str:
     return render_sbatch(
-        AGGREGATE_TEMPLATE, [python, "-m", "astrohpc", "gcm", "aggregate", str(sweep_dir)],
-        setup=cfg.slurm.setup, job_name=f"gcm-{cfg.run.name}-aggregate", ntasks=1, cpus_per_task=1,
-        mem=cfg.slurm.mem, output=f"{sweep_dir}/logs/aggregate-%j.out", **cfg.slurm.site_options())
+        AGGREGATE_TEMPLATE, astrohpc_command(["gcm", "aggregate", str(sweep_dir)], cfg.slurm, python),
+        setup=cfg.slurm.setup, env=job_environment(cfg.slurm), job_name=f"gcm-{cfg.run.name}-aggregate", ntasks=1,
+        cpus_per_task=1, mem=cfg.slurm.mem, output=f"{sweep_dir}/logs/aggregate-%j.out", **cfg.slurm.site_options())
 
 
 @dataclass
@@ -97,18 +104,29 @@ class SweepScripts:
 
 
 def render_sweep(cfg: Config, sweep_dir: Path, todo: list[int], spinup: bool,
-                 max_size: Optional[int] = None) -> SweepScripts:
+                 max_size: Optional[int] = None, python: str = sys.executable) -> SweepScripts:
     """Render the scripts for tasks `todo` of the sweep in `sweep_dir` (absolute paths in the jobs)."""
     sweep_dir = sweep_dir.resolve()
     chunks = array_chunks(todo, max_size or max_array_size())
-    return SweepScripts(spinup=render_spinup(cfg, sweep_dir) if spinup else None,
-                        arrays=[(c, render_task_array(cfg, sweep_dir, c)) for c in chunks],
-                        aggregate=render_aggregate(cfg, sweep_dir))
+    return SweepScripts(spinup=render_spinup(cfg, sweep_dir, python) if spinup else None,
+                        arrays=[(c, render_task_array(cfg, sweep_dir, c, python)) for c in chunks],
+                        aggregate=render_aggregate(cfg, sweep_dir, python))
+
+
+def sweep_problems(cfg: Config, sweep_dir: Path) -> list[str]:
+    """Pre-flight problems of a sweep's jobs (astrohpc.launch.preflight): the sweep folder they write."""
+    from astrohpc.launch.preflight import preflight
+
+    return preflight(cfg.slurm, outputs=[str(Path(sweep_dir).resolve())])
 
 
 def submit_sweep(cfg: Config, sweep_dir: Path) -> dict[str, Any]:
-    """Submit [spin-up ->] arrays -> aggregation; record the job ids in submission.json."""
+    """Submit [spin-up ->] arrays -> aggregation; record the job ids in submission.json.
+    ConfigError before any sbatch when the pre-flight checks find a problem."""
+    from astrohpc.launch.preflight import refuse_problems
+
     sweep_dir = sweep_dir.resolve()
+    refuse_problems(sweep_problems(cfg, sweep_dir), "sweep")
     table = load_table(sweep_dir)
     scripts = render_sweep(cfg, sweep_dir, unfinished_tasks(sweep_dir, table), bool(table.get("spinup_days")))
     (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)

@@ -5,9 +5,9 @@ SlurmError listing the valid ones, and every value is checked for its form. User
 never reach the shell unquoted: the command is an argv list joined with shlex, environment
 values are shell-quoted, and directive values may hold no control characters.
 
-Templates are plain text with three markers, each on a line of its own:
+Templates are plain text with three markers, each at the start of a line of its own:
 `@@DIRECTIVES@@` (the #SBATCH lines), `@@SETUP@@` (site set-up and exports) and
-`@@COMMAND@@` (the command).
+`@@COMMAND@@` (the command; the template may follow it with shell text, e.g. `|| status=$?`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ SLURM_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "slurm"
 MARKERS = ("@@DIRECTIVES@@", "@@SETUP@@", "@@COMMAND@@")
 
 _INT = r"[1-9][0-9]*"
+_MEM = r"\d+([KMGT]B?)?"  # 16G and 16GB alike, as Slurm reads them
 _TIME = r"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|INFINITE)"
 _ARRAY_RANGE = r"\d+(-\d+(:\d+)?)?"
 _EXPORT_ITEM = r"[A-Za-z_][A-Za-z0-9_]*(=[^\s,'\"\\]*)?"
@@ -40,9 +41,9 @@ SBATCH_OPTIONS: dict[str, tuple[str, str]] = {
     "ntasks": ("ntasks", _INT),
     "ntasks_per_node": ("ntasks-per-node", _INT),
     "cpus_per_task": ("cpus-per-task", _INT),
-    "mem": ("mem", r"\d+[KMGT]?"),
-    "mem_per_cpu": ("mem-per-cpu", r"\d+[KMGT]?"),
-    "mem_per_gpu": ("mem-per-gpu", r"\d+[KMGT]?"),
+    "mem": ("mem", _MEM),
+    "mem_per_cpu": ("mem-per-cpu", _MEM),
+    "mem_per_gpu": ("mem-per-gpu", _MEM),
     "gres": ("gres", r"[A-Za-z0-9_:,.-]+"),
     "gpus": ("gpus", r"([A-Za-z0-9_.-]+:)?\d+"),
     "gpus_per_node": ("gpus-per-node", r"([A-Za-z0-9_.-]+:)?\d+"),

@@ -10,19 +10,23 @@ USR2@delay here), all ranks checkpoint at the same step, and rank 0 requeues; if
 handler runs first (the signal came before training started), `checkpoint()` resubmits the same
 callable, which resumes from the newest checkpoint on disk. Either way the requeued job resumes.
 
-The resources come from the same `slurm:` section (cluster profile) as the sbatch path.
+The resources come from the same `slurm:` section (cluster profile) as the sbatch path, less the
+container: submitit's requeue runs inside the task, and the image has no `scontrol` (the sbatch
+path requeues from the batch shell on the host instead), so a container is refused here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from astrohpc.atomic_write import write_json, write_text
 from astrohpc.config import to_yaml
+from astrohpc.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,7 @@ def executor_parameters(cfg: Any, run_dir: Path) -> dict[str, Any]:
     params: dict[str, Any] = {
         "name": f"train-{cfg.run.name}", "nodes": s.nodes, "tasks_per_node": tasks, "cpus_per_task": s.cpus_per_task,
         "timeout_min": max(1, hours * 60 + minutes + (1 if seconds else 0)),
-        "slurm_mem": s.mem, "slurm_setup": [*s.setup, *(f"export {k}={v}" for k, v in s.env.items())],
+        "slurm_mem": s.mem, "slurm_setup": [*s.setup, *(f"export {k}={shlex.quote(str(v))}" for k, v in s.env.items())],
         "slurm_signal_delay_s": _signal_delay(cfg.train.signal), "slurm_additional_parameters": additional,
     }
     if s.gpus_per_node:
@@ -108,18 +112,20 @@ def submit_with_submitit(cfg: Any, run_dir: Path, dry_run: bool = False) -> dict
     params = executor_parameters(cfg, run_dir)
     config_file = run_dir / "config.yaml"
     record: dict[str, Any] = {"via": "submitit", "parameters": params, "config": str(config_file), "job_id": None}
+    if cfg.slurm.container:
+        raise ConfigError(f"--via submitit with slurm.container={cfg.slurm.container}: submitit requeues a preempted "
+                          "job from inside the task, where the image has no Slurm client (scontrol); use --via sbatch, "
+                          "whose batch shell requeues on the host")
     if dry_run:
         return record
     import submitit
 
-    write_text(config_file, to_yaml(cfg))
-    python = None
-    if cfg.slurm.container:
-        from astrohpc.launch.container import wrap
+    from astrohpc.launch.preflight import refuse_problems
+    from astrohpc.launch.train_job import train_problems
 
-        python = " ".join(wrap(["python3"], cfg.slurm.container, cfg.slurm.binds, nv=cfg.slurm.gpus_per_node > 0))
-    executor = submitit.AutoExecutor(folder=run_dir / "submitit" / "%j", cluster="slurm",
-                                     slurm_python=python or sys.executable)
+    refuse_problems(train_problems(cfg, run_dir), "training job")
+    write_text(config_file, to_yaml(cfg))
+    executor = submitit.AutoExecutor(folder=run_dir / "submitit" / "%j", cluster="slurm", slurm_python=sys.executable)
     executor.update_parameters(**params)
     job = executor.submit(TrainJob(), str(config_file), f"USR2@{params['slurm_signal_delay_s']}")
     record["job_id"] = job.job_id

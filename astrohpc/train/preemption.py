@@ -7,17 +7,22 @@ together, write a checkpoint, and rank 0 calls `requeue()`. The requeued job sta
 SLURM_RESTART_COUNT one higher and resumes from the checkpoint.
 
 `requeue` takes any object with the fields of astrohpc.launch.SlurmJobEnv (job_id, array_job_id,
-array_task_id, restart_count); it runs `scontrol requeue` and never raises for a refusal.
+array_task_id, restart_count) and never raises for a refusal. Under `astrohpc submit train` the
+requeue happens on the host: the batch script exports ASTROHPC_REQUEUE_FILE, rank 0 writes that
+file (the task may run in an image without a Slurm client), and once srun has returned the batch
+shell runs `scontrol requeue`. Without the variable (submitit, a hand-written script) rank 0 runs
+`scontrol requeue` itself.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import subprocess
 from types import FrameType
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional
 
 from astrohpc.errors import ConfigError
 
@@ -25,6 +30,9 @@ if TYPE_CHECKING:  # a type only: training reads the Slurm fields, it does not i
     from astrohpc.launch.job_env import SlurmJobEnv
 
 log = logging.getLogger(__name__)
+
+# set by slurm/train.sbatch: the file rank 0 writes to ask the batch shell (on the host) to requeue
+REQUEUE_FILE_VARIABLE = "ASTROHPC_REQUEUE_FILE"
 
 SIGNAL_FORM = "[R:][B:]SIG[@seconds], e.g. B:USR1@120, USR1@90, SIGTERM or 10@60"
 _SIGNAL_SPEC = re.compile(r"(?P<flags>(?:[RB]+:)*)(?P<sig>[A-Za-z0-9]+)(?:@(?P<seconds>\d+))?")
@@ -124,12 +132,17 @@ def requeue_id(job: SlurmJobEnv) -> Optional[str]:
 
 
 def requeue(job: SlurmJobEnv, max_restarts: int,
-            run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> tuple[bool, str]:
-    """Put this Slurm job back in the queue (`scontrol requeue`); rank 0 only.
+            run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+            environ: Optional[Mapping[str, str]] = None) -> tuple[bool, str]:
+    """Put this Slurm job back in the queue; rank 0 only. With ASTROHPC_REQUEUE_FILE in `environ`
+    (default os.environ) it writes that file for the batch shell to requeue from the host; without
+    it, it runs `scontrol requeue` here.
 
     Returns (True, what was done) or (False, why not): outside Slurm, after `max_restarts`
-    restarts (SLURM_RESTART_COUNT), or when scontrol fails (its message). Never raises for those.
+    restarts (SLURM_RESTART_COUNT), or when scontrol or the file write fails (its message).
+    Never raises for those.
     """
+    environ = os.environ if environ is None else environ
     job_id = requeue_id(job)
     if not job_id:
         reason = "not in a Slurm job (no SLURM_JOB_ID): nothing to requeue"
@@ -145,6 +158,18 @@ def requeue(job: SlurmJobEnv, max_restarts: int,
                   "(train.max_restarts): not requeued")
         log.warning("requeue refused: %s", reason)
         return False, reason
+    request = environ.get(REQUEUE_FILE_VARIABLE)
+    if request:
+        try:
+            with open(request, "w", encoding="utf-8") as handle:
+                handle.write(f"{job_id} {restarts + 1}\n")
+        except OSError as exc:  # the run folder is not writable, or not bound into the container
+            log.error("cannot write the requeue request %s: %s", request, exc)
+            return False, f"cannot write the requeue request {request}: {exc}"
+        done = (f"requeue of job {job_id} requested from the batch shell (restart {restarts + 1} of at most "
+                f"{max_restarts})")
+        log.info(done)
+        return True, done
     try:
         proc = run(["scontrol", "requeue", job_id], capture_output=True, text=True)
     except OSError as exc:  # scontrol missing or not executable

@@ -37,7 +37,7 @@ def test_unknown_option_lists_valid_ones():
 @pytest.mark.parametrize("options, match", [
     ({"time": "1:2:3:4"}, "not a valid --time"),
     ({"array": "0-3%"}, "not a valid --array"),
-    ({"mem": "4GB"}, "not a valid --mem"),
+    ({"mem": "4GiB"}, "not a valid --mem"),
     ({"cpus_per_task": 0}, "not a valid --cpus-per-task"),
     ({"dependency": "afterok:12;reboot"}, "not a valid --dependency"),
     ({"job_name": "x\n#SBATCH --uid=0"}, "not a valid --job-name"),
@@ -77,3 +77,8 @@ def test_hostile_strings_stay_literal(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == hostile
     assert canary.read_text() == "alive"
+
+
+@pytest.mark.parametrize("mem", ["16G", "16GB", "512M", "512MB", "2T", "4096"])
+def test_memory_in_the_forms_slurm_reads(mem):
+    assert directive_lines(mem=mem) == [f"#SBATCH --mem={mem}"]

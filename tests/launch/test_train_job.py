@@ -73,9 +73,10 @@ def test_injected_shell_strings_stay_literal(tmp_path):
     evil = "/r/$(touch pwned); rm -rf ~ `id`/config.yaml"
     cfg = gpu_cfg(tmp_path, "slurm.setup=[]")
     text = render_train(cfg, Path(evil), Path("/r"))
-    srun = next(line for line in text.splitlines() if line.startswith("srun"))
+    srun = next(line for line in text.splitlines() if line.startswith("srun")).removesuffix(" || status=$?")
     assert shlex.split(srun)[-2] == str(Path(evil).resolve())  # one literal argument
-    done = subprocess.run(["bash", "-c", srun.replace("srun --kill-on-bad-exit=1", "printf '%s\\n'", 1)],
+    done = subprocess.run(["bash", "-c", srun.replace("srun --kill-on-bad-exit=1 --cpus-per-task=8", "printf '%s\\n'",
+                                                      1)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert str(Path(evil).resolve()) in done.stdout.splitlines() and not (tmp_path / "pwned").exists()
     with pytest.raises(SlurmError):  # a run name with shell syntax cannot reach the --output directive

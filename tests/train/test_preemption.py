@@ -118,6 +118,22 @@ def test_requeue_refuses_at_the_restart_limit_and_outside_slurm():
     assert run.argv == []
 
 
+def test_requeue_from_the_host_writes_the_request_and_runs_no_scontrol(tmp_path):
+    """Inside the image there is no scontrol: rank 0 asks the batch shell (train.sbatch) instead."""
+    run, request = FakeRun(), tmp_path / "requeue-request"
+    environ = {"ASTROHPC_REQUEUE_FILE": str(request)}
+    ok, message = requeue(SlurmJobEnv(job_id="77", restart_count="1"), max_restarts=3, run=run, environ=environ)
+    assert ok and "batch shell" in message and run.argv == []
+    assert request.read_text() == "77 2\n"
+    # the restart limit still holds, and an unwritable request is reported, not raised
+    request.unlink()
+    assert not requeue(SlurmJobEnv(job_id="77", restart_count="3"), 3, run=run, environ=environ)[0]
+    assert not request.exists()
+    bad = {"ASTROHPC_REQUEUE_FILE": str(tmp_path / "missing" / "request")}
+    ok, reason = requeue(SlurmJobEnv(job_id="77"), 3, run=run, environ=bad)
+    assert not ok and "cannot write the requeue request" in reason and run.argv == []
+
+
 def test_requeue_reports_a_failing_scontrol_without_raising():
     run = FakeRun(returncode=1, stderr="scontrol: error: Requested operation is presently disabled\n")
     ok, reason = requeue(SlurmJobEnv(job_id="77"), max_restarts=3, run=run)

@@ -94,12 +94,14 @@ ts = next(r for r in head["rows"] if r["channel"] == "ts")
 base = ts["best baseline (daily)"]
 print(f"daily ts RMSE over runs {', '.join(head['runs'])}: surrogate {ts['surrogate daily']:.2f} K, best baseline "
       f"({base}) {ts[base + ' daily']:.2f} K, GCM twin {ts.get('gcm_twin daily', float('nan')):.2f} K; "
-      f"speed-up vs ExoPlaSim {summary.get('speedup_batched', float('nan')):.0f}x (batched)")
+      f"speed-up vs ExoPlaSim (batched) {summary.get('speedup_cpu_batched', float('nan')):.0f}x in CPU time, "
+      f"{summary.get('speedup_wall_core_batched', float('nan')):.0f}x in wall x cores")
 climate = summary.get("climate_surrogate", {})
-if "speedup_single" in climate:
-    print(f"climate surrogate: {climate['core_s_per_run_single']:.3g} core-s per {climate['days']:g}-day run, "
-          f"speed-up vs ExoPlaSim {climate['speedup_single']:.0f}x (batch 1), "
-          f"{climate['speedup_batched']:.0f}x (batch {climate['batch']})")
+if "speedup_cpu_single" in climate:
+    print(f"climate surrogate: {climate['cpu_s_per_run_single']:.3g} CPU-s per {climate['days']:g}-day run, "
+          f"speed-up vs ExoPlaSim in CPU time {climate['speedup_cpu_single']:.0f}x (batch 1), "
+          f"{climate['speedup_cpu_batched']:.0f}x (batch {climate['batch']}); in wall x cores "
+          f"{climate['speedup_wall_core_single']:.0f}x (batch 1)")
 PY
 )"
 

@@ -31,3 +31,10 @@ def partial_note(record: Optional[dict[str, Any]]) -> str:
     """The sentence (with a leading space) a section adds when its study was aggregated with
     --allow-partial; "" for a complete one."""
     return f" {PARTIAL_NOTE}" if record and record.get("partial") else ""
+
+
+def study_config(study_dir: Path) -> dict[str, Any]:
+    """The resolved config a study was planned with (study.json's `config`, a plain dict): report
+    text that states a setting reads it from here, never types it."""
+    path = Path(study_dir) / "study.json"
+    return json.loads(path.read_text())["config"] if path.is_file() else {}

@@ -9,6 +9,11 @@ Layout of a run directory:
 
 A run is finished exactly when summary.json says `"status": "finished"`; a failed run
 writes `"status": "failed"` with a `"reason"`, and a killed one leaves none.
+
+Its cost (astrohpc.cost_clock) in two measures: `core_seconds_per_simulated_day` = wall time ×
+gcm.ncpus ÷ days (what the allocation held), `cpu_seconds_per_simulated_day` = CPU time of this
+process and its children (the MPI ranks, the postprocessor) ÷ days, the measure the surrogates'
+cost is taken in.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 from astrohpc.atomic_write import write_json
 from astrohpc.checksum import sha256_file
+from astrohpc.cost_clock import cost_clock
 from astrohpc.errors import AstrohpcError, GCMError
 from astrohpc.provenance import write_run_metadata
 
@@ -79,9 +84,9 @@ def run_simulation(cfg: Any, run_dir: str | Path, *, index: Optional[int] = None
         shutil.rmtree(run_dir / stale, ignore_errors=True)
     try:
         provenance = write_run_metadata(run_dir, cfg, extra={"index": index, "point": point or {}})
-        started = time.monotonic()
-        result = runner.run(cfg, run_dir)
-        wall = time.monotonic() - started
+        with cost_clock(cfg.gcm.ncpus) as cost:
+            result = runner.run(cfg, run_dir)
+        wall, days = cost["wall_s"], result.simulated_days
         files = [{"path": rel, "kind": kind, "bytes": (run_dir / rel).stat().st_size,
                   "sha256": sha256_file(run_dir / rel)} for rel, kind in result.files]
         summary = {
@@ -94,7 +99,11 @@ def run_simulation(cfg: Any, run_dir: str | Path, *, index: Optional[int] = None
             "gcm": dataclasses.asdict(cfg.gcm),
             "simulated_days": result.simulated_days,
             "wall_time_s": round(wall, 3),
-            "core_seconds_per_simulated_day": round(wall * cfg.gcm.ncpus / result.simulated_days, 4),
+            "cpu_time_s": round(cost["cpu_s"], 3),
+            # wall × ranks: what the allocation held (setup, postprocessor and waiting included)
+            "core_seconds_per_simulated_day": round(cost["wall_core_s"] / days, 4),
+            # CPU time of this process and its children (the ranks, the postprocessor): the surrogates' measure
+            "cpu_seconds_per_simulated_day": round(cost["cpu_s"] / days, 4),
             "files": files,
             "provenance": provenance,
             **({"extra": result.extra} if result.extra else {}),

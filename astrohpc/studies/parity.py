@@ -3,19 +3,24 @@ GCM's own noise floor. One task per held-out run.
 
 A task:
 1. rolls the emulator out from the GCM's initial state of the run over the whole run (float64
-   states, correctors on, the GCM's own forcing fields), timing it (wall and CPU) at batch 1 and
-   with `study.cost_batch` initial states at once; with `study.climate_model`, predicts the run's
+   states, correctors on, the GCM's own forcing fields), timing it (astrohpc.cost_clock: CPU time
+   of the process and its children, and wall time × torch threads) at batch 1 and with
+   `study.cost_batch` initial states at once; with `study.climate_model`, predicts the run's
    time means with the climate surrogate and times that too (batch 1 and cost_batch);
 2. builds the four baselines from the training runs (astrohpc.studies.baselines);
 3. with `study.twin` and `study.sweep`, runs the GCM again for the same run with the instellation
    raised by `study.twin_delta_instellation_W_m2` (a twin differing by a perturbation far below
    anything physical) and converts it with the sweep's data settings: the twin's distance to the
-   run is the floor no surrogate can beat; its ExoPlaSim core-seconds per simulated day, measured
-   here, is the cost the surrogate's is compared with;
+   run is the floor no surrogate can beat; its ExoPlaSim cost per simulated day, measured here
+   with the same clock (CPU time of the process and its children; wall time × gcm.ncpus), is the
+   cost the surrogates' is compared with, measure by measure (`COST_MEASURES`);
 4. scores every method against the GCM (astrohpc.studies.scores), per channel in physical units:
    daily states pooled over days 1..T−1 (RMSE, bias), the time mean over the same days (RMSE,
    bias, pattern correlation), and the RMSE at each lead day; plus the global-mean net TOA flux
-   (ntr = rst + rlut, positive down) of the time means and the emulator's dry-air-mass drift;
+   (ntr = rst + rlut, positive down) of the time means and the emulator's dry-air-mass drift. The
+   GCM's flux is read from the sweep's cube of interval means (`gcm_means_toa`: every hour of the
+   day averaged); the daily snapshots sample one hour of the day, so the snapshot figure is kept
+   only beside the surrogate's, which has the same sampling;
 5. flags the run as inside or outside the training envelope of planet parameters.
 
 The aggregation writes parity.csv (run × method × channel), a headline table of selected
@@ -28,13 +33,13 @@ import csv
 import io
 import logging
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from astrohpc.cost_clock import cost_clock
 from astrohpc.data.cube import pick_channels
 from astrohpc.errors import ConfigError, DataError
 from astrohpc.studies import baselines as base
@@ -111,18 +116,18 @@ def emulate(model: Any, truth: np.ndarray, params: Any, static: Any, planet: Any
     forcing = model.forcing.cpu().numpy()
     x = torch.as_tensor(truth[0], dtype=torch.float64)[None].expand(batch, -1, -1, -1).contiguous()
     out = [truth[0]]
-    wall, cpu = time.perf_counter(), time.process_time()
-    with torch.no_grad():
+    with torch.no_grad(), cost_clock(torch.get_num_threads()) as timing:
         for t in range(1, steps + 1):
             f = torch.as_tensor(truth[t][forcing], dtype=torch.float64)[None].expand(batch, -1, -1, -1)
             x = model(x, f, params, static, planet)
             out.append(x[0].numpy().copy())
-    timing = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "steps": steps,
-              "batch": batch}
-    return np.stack(out), timing
+    return np.stack(out), {**timing, "steps": steps, "batch": batch}
 
 
 CLIMATE_COST_REPEATS = 5
+# The two cost measures (astrohpc.cost_clock), each compared only with itself: key stem -> label.
+COST_MEASURES = {"cpu": "CPU time of the process and its children",
+                 "wall_core": "wall time × cores held (ExoPlaSim: gcm.ncpus ranks; surrogates: torch threads)"}
 
 
 def climate_prediction(path: str, meta: Any, run: int, names: list[str], cost_batch: int = 0
@@ -130,7 +135,8 @@ def climate_prediction(path: str, meta: Any, run: int, names: list[str], cost_ba
     """The exported climate surrogate's time-mean fields of `run` in the emulator's channels
     `names` [C, lat, lon] (physical; its Gaussian head's mean; correctors applied), from the run's
     planet parameters (and its first spin-up days when the model reads them), and its cost: with
-    cost_batch >= 1, the CPU and wall time of one prediction (inputs in memory, the heads in SI
+    cost_batch >= 1, the CPU time, wall time and wall × cores of one prediction (astrohpc.cost_clock;
+    inputs in memory, the heads in SI
     units and the correctors included, the mean of `CLIMATE_COST_REPEATS` calls after one warm-up)
     at batch 1 and at batch cost_batch (the run's inputs repeated), plus the states it reads."""
     from astrohpc.data.runs import RunDataset
@@ -171,11 +177,11 @@ def climate_prediction(path: str, meta: Any, run: int, names: list[str], cost_ba
         for label, batch in (("single", 1), ("batched", cost_batch)):
             repeated = _repeat(item, batch)
             predict(repeated)
-            wall, cpu = time.perf_counter(), time.process_time()
-            for _ in range(CLIMATE_COST_REPEATS):
-                predict(repeated)
-            cost[label] = {"wall_s": (time.perf_counter() - wall) / CLIMATE_COST_REPEATS,
-                           "cpu_s": (time.process_time() - cpu) / CLIMATE_COST_REPEATS, "batch": batch}
+            with cost_clock(torch.get_num_threads()) as clock:
+                for _ in range(CLIMATE_COST_REPEATS):
+                    predict(repeated)
+            cost[label] = {k: clock[k] / CLIMATE_COST_REPEATS for k in ("wall_s", "cpu_s", "wall_core_s")}
+            cost[label].update(batch=batch, cores=clock["cores"])
     return fields[0, index].double().numpy(), cost
 
 
@@ -191,33 +197,37 @@ def _repeat(item: Any, batch: int) -> Any:
 
 
 def climate_cost(cost: dict[str, Any], days: float, interval_days: float,
-                 gcm_core_s_per_day: float | None) -> dict[str, Any]:
-    """The climate surrogate's cost against the GCM's for one run of `days` simulated days: core-s
-    per predicted run and per simulated planet-day (run ÷ days), at batch 1 and batched; with the
-    GCM's cost per day, the speed-ups (`climate_speedups`)."""
+                 gcm_per_day: dict[str, float] | None) -> dict[str, Any]:
+    """The climate surrogate's cost against the GCM's for one run of `days` simulated days, in each
+    of COST_MEASURES: `{m}_s_per_run_{label}` and `{m}_s_per_day_{label}` (run ÷ days), label single
+    or batched; with the GCM's cost per day in the same measures ({m: s per day}), the speed-ups
+    (`climate_speedups`)."""
     out: dict[str, Any] = {"days": days, "spinup_days": cost["spinup_steps"] * interval_days,
-                           "batch": cost["batched"]["batch"]}
+                           "batch": cost["batched"]["batch"], "cores": cost["batched"].get("cores")}
     for label in ("single", "batched"):
-        per_run = cost[label]["cpu_s"] / cost[label]["batch"]
-        out[f"core_s_per_run_{label}"] = per_run
-        out[f"core_s_per_day_{label}"] = per_run / days
-    return climate_speedups(out, gcm_core_s_per_day)
+        for m in COST_MEASURES:
+            per_run = cost[label][f"{m}_s"] / cost[label]["batch"]
+            out[f"{m}_s_per_run_{label}"] = per_run
+            out[f"{m}_s_per_day_{label}"] = per_run / days
+    return climate_speedups(out, gcm_per_day)
 
 
-def climate_speedups(cost: dict[str, Any], gcm_core_s_per_day: float | None) -> dict[str, Any]:
-    """`cost` with speedup_single/_batched added when the GCM's cost per day is known: the GCM's
-    cost of the run ÷ (the surrogate's per run + the GCM's for the spin-up days the surrogate
-    reads), as tools/bench_models.py forms it."""
+def climate_speedups(cost: dict[str, Any], gcm_per_day: dict[str, float] | None) -> dict[str, Any]:
+    """`cost` with speedup_{m}_single/_batched added for each measure m of COST_MEASURES the GCM's
+    cost per day is known in: the GCM's cost of the run ÷ (the surrogate's per run + the GCM's for
+    the spin-up days the surrogate reads), as tools/bench_models.py forms it; a measure against the
+    same measure only."""
     from astrohpc.models.bench import climate_speedup
 
-    if not gcm_core_s_per_day:
-        return cost
     point = lambda v: {"median": v, "min": v, "max": v, "n": 1}  # noqa: E731
-    for label in ("single", "batched"):
-        ratio = climate_speedup(point(gcm_core_s_per_day), cost["days"], cost["spinup_days"],
-                                point(cost[f"core_s_per_run_{label}"]))
-        if ratio is not None:
-            cost[f"speedup_{label}"] = ratio["median"]
+    for m, gcm in (gcm_per_day or {}).items():
+        if not gcm:
+            continue
+        for label in ("single", "batched"):
+            ratio = climate_speedup(point(gcm), cost["days"], cost["spinup_days"],
+                                    point(cost[f"{m}_s_per_run_{label}"]))
+            if ratio is not None:
+                cost[f"speedup_{m}_{label}"] = ratio["median"]
     return cost
 
 
@@ -265,6 +275,33 @@ def _toa(fields: np.ndarray, names: list[str], area: np.ndarray) -> float | None
     else:
         return None
     return float(global_mean(net, area))
+
+
+def gcm_means_toa(sweep: str | None, run_name: str) -> tuple[float | None, str]:
+    """The GCM's global-mean net TOA flux of `run_name`, W m-2, positive down, averaged over every
+    record of the sweep's cube of interval means (each record a mean over gcm.means_interval_days,
+    the diurnal cycle included), and where it came from; (None, why) when there is no such cube or
+    run in it."""
+    from astrohpc.analysis.cube_means import global_mean_series
+    from astrohpc.data.cube import read_meta
+    from astrohpc.gcm.manifest import DATACUBES
+
+    if not sweep:
+        return None, "no study.sweep, so no cube of interval means to read the GCM's flux from"
+    path = Path(sweep) / DATACUBES["means"]
+    if not path.is_file():
+        return None, f"{path} not found (aggregate the sweep to convert its means)"
+    meta = read_meta(path)
+    if run_name not in meta.run_names:
+        return None, f"{path} holds no run {run_name}"
+    r, names = meta.run_names.index(run_name), meta.channel_names
+    if "ntr" in names:
+        series = global_mean_series(path, "ntr")[r]
+    elif "rst" in names and "rlut" in names:
+        series = global_mean_series(path, "rst")[r] + global_mean_series(path, "rlut")[r]
+    else:
+        return None, f"{path} has neither ntr nor rst and rlut"
+    return float(np.mean(series[:int(meta.time_count[r])])), str(path)
 
 
 def _dry_mass_drift(model: Any, first: np.ndarray, last: np.ndarray, static: Any, planet: Any) -> float | None:
@@ -330,8 +367,9 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
         if twin.shape[0] != steps:
             raise DataError(f"the twin of {task['run']} has {twin.shape[0]} states, the run {steps}")
         fields["gcm_twin"] = twin[1:]
-        gcm_cost = {"core_s_per_day": twin_summary.get("core_seconds_per_simulated_day"),
-                    "wall_s": twin_summary.get("wall_time_s")}
+        gcm_cost = {"cpu_s_per_day": twin_summary.get("cpu_seconds_per_simulated_day"),
+                    "wall_core_s_per_day": twin_summary.get("core_seconds_per_simulated_day"),
+                    "wall_s": twin_summary.get("wall_time_s"), "cores": twin_summary["gcm"]["ncpus"]}
 
     gcm_days, gcm_mean = truth[1:], truth[1:].mean(axis=0)
     _save_maps(study_dir, task, names, units, gcm_mean, {m: f.mean(axis=0) for m, f in fields.items()}, model.grid)
@@ -347,22 +385,24 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
                                                              area).tolist(),
                          "rmse_by_lead": lead.tolist(), "toa_imbalance_W_m2": _toa(mean_f, names, area)}
     interval_days = float(np.diff(meta.time_days[run_index][:2])[0])
-    per_day = lambda t: t["cpu_s"] / (t["steps"] * t["batch"] * interval_days)  # noqa: E731
-    cost = {"surrogate_core_s_per_day_single": per_day(single), "surrogate_core_s_per_day_batched": per_day(batched),
-            "surrogate_rollout_wall_s": single["wall_s"], "batch": cfg.study.cost_batch,
-            "gcm": gcm_cost, "torch_threads": torch.get_num_threads()}
-    if gcm_cost and gcm_cost["core_s_per_day"]:
-        cost["speedup_single"] = gcm_cost["core_s_per_day"] / cost["surrogate_core_s_per_day_single"]
-        cost["speedup_batched"] = gcm_cost["core_s_per_day"] / cost["surrogate_core_s_per_day_batched"]
+    cost: dict[str, Any] = {"surrogate_rollout_wall_s": single["wall_s"], "batch": cfg.study.cost_batch,
+                            "gcm": gcm_cost, "torch_threads": torch.get_num_threads()}
+    gcm_per_day = {m: gcm_cost[f"{m}_s_per_day"] for m in COST_MEASURES} if gcm_cost else None
+    for m in COST_MEASURES:
+        for label, t in (("single", single), ("batched", batched)):
+            cost[f"surrogate_{m}_s_per_day_{label}"] = t[f"{m}_s"] / (t["steps"] * t["batch"] * interval_days)
+            if gcm_per_day and gcm_per_day[m]:
+                cost[f"speedup_{m}_{label}"] = gcm_per_day[m] / cost[f"surrogate_{m}_s_per_day_{label}"]
     if cfg.study.climate_model:
-        cost["climate_surrogate"] = climate_cost(climate_timing, steps * interval_days, interval_days,
-                                                 gcm_cost["core_s_per_day"] if gcm_cost else None)
+        cost["climate_surrogate"] = climate_cost(climate_timing, steps * interval_days, interval_days, gcm_per_day)
+    gcm_toa, gcm_toa_source = gcm_means_toa(cfg.study.sweep, task["run"])
     envelope = ParameterEnvelope.fit(meta.param_matrix(list(info["param_norm"]["names"]))[train],
                                      list(info["param_norm"]["names"]))
     outside = envelope.outside(meta.param_matrix(list(info["param_norm"]["names"]))[[run_index]])[0]
     return {"run": task["run"], "channels": names, "units": units, "days": steps, "interval_days": interval_days,
             "nearest_run": meta.run_names[nearest], "outside_envelope": outside, "methods": methods,
-            "gcm_toa_imbalance_W_m2": _toa(gcm_mean, names, area),
+            "gcm_toa_imbalance_W_m2": gcm_toa, "gcm_toa_source": gcm_toa_source,
+            "gcm_toa_snapshots_W_m2": _toa(gcm_mean, names, area),
             "surrogate_dry_mass_drift": _dry_mass_drift(model, truth[0], predicted[-1], static, planet),
             "cost": cost}
 
@@ -440,22 +480,31 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
     summary = {
         "runs": [{"run": r["run"], "outside_envelope": r["outside_envelope"], "nearest_run": r["nearest_run"],
                   "days": r["days"], "gcm_toa_imbalance_W_m2": r["gcm_toa_imbalance_W_m2"],
+                  "gcm_toa_source": r.get("gcm_toa_source"), "gcm_toa_snapshots_W_m2": r.get("gcm_toa_snapshots_W_m2"),
                   "surrogate_toa_imbalance_W_m2": r["methods"]["surrogate"]["toa_imbalance_W_m2"],
                   "surrogate_dry_mass_drift": r["surrogate_dry_mass_drift"]} for r in results],
-        "surrogate_core_s_per_day_single": float(np.median([c["surrogate_core_s_per_day_single"] for c in costs])),
-        "surrogate_core_s_per_day_batched": float(np.median([c["surrogate_core_s_per_day_batched"] for c in costs])),
+        "cost_measures": COST_MEASURES, "torch_threads": costs[0].get("torch_threads"),
     }
-    gcm = [c["gcm"]["core_s_per_day"] for c in costs if c.get("gcm") and c["gcm"].get("core_s_per_day")]
-    if gcm:
-        summary["gcm_core_s_per_day"] = float(np.median(gcm))
-        summary["speedup_single"] = summary["gcm_core_s_per_day"] / summary["surrogate_core_s_per_day_single"]
-        summary["speedup_batched"] = summary["gcm_core_s_per_day"] / summary["surrogate_core_s_per_day_batched"]
+    gcm_per_day = {}
+    for m in COST_MEASURES:  # medians over runs; each speed-up formed within one measure
+        for label in ("single", "batched"):
+            key = f"surrogate_{m}_s_per_day_{label}"
+            summary[key] = float(np.median([c[key] for c in costs]))
+        gcm = [c["gcm"][f"{m}_s_per_day"] for c in costs if c.get("gcm") and c["gcm"].get(f"{m}_s_per_day")]
+        if gcm:
+            gcm_per_day[m] = summary[f"gcm_{m}_s_per_day"] = float(np.median(gcm))
+            for label in ("single", "batched"):
+                summary[f"speedup_{m}_{label}"] = gcm_per_day[m] / summary[f"surrogate_{m}_s_per_day_{label}"]
+    gcm_cores = [c["gcm"]["cores"] for c in costs if c.get("gcm")]
+    if gcm_cores:
+        summary["gcm_cores"] = gcm_cores[0]
     climate = [c["climate_surrogate"] for c in costs if c.get("climate_surrogate")]
     if climate:  # medians of the costs, and the speed-ups formed from them (as the emulator's above)
-        keys = ["days", "spinup_days"] + [f"core_s_per_{u}_{b}" for u in ("run", "day") for b in ("single", "batched")]
+        keys = ["days", "spinup_days"] + [f"{m}_s_per_{u}_{b}" for m in COST_MEASURES for u in ("run", "day")
+                                          for b in ("single", "batched")]
         summary["climate_surrogate"] = climate_speedups(
             {k: float(np.median([c[k] for c in climate])) for k in keys} | {"batch": climate[0]["batch"]},
-            summary.get("gcm_core_s_per_day"))
+            gcm_per_day)
     write_json(study_dir / "summary.json", summary)
     return {"table": str(study_dir / "parity.csv"), "headline": str(study_dir / "headline.json"),
             "summary": str(study_dir / "summary.json")}

@@ -6,7 +6,10 @@ training step (objective, backward, AdamW) and its inference call (no_grad, eval
 from other work falls on all alike. Each timing keeps the wall time (`time.perf_counter`) and
 the process CPU time (`time.process_time`, every thread: core-seconds), so a figure is both
 samples per second and core-seconds per sample. Figures are medians with min and max over
-repeats (`spread`, astrohpc/data/bench.py); nothing is best-of-N.
+repeats (`spread`, astrohpc/data/bench.py); nothing is best-of-N. The clock is astrohpc.cost_clock,
+the one ExoPlaSim's runs are timed with: `core_s_per_sample` is CPU time of the process (every
+thread) and its waited-for children; `wall_core_s_per_sample` is wall time × the case's torch
+threads, the allocation-based measure beside it.
 
 Cost against the GCM:
 - emulator: core-seconds per simulated planet-day = core-seconds of one step of one sample /
@@ -23,7 +26,6 @@ from __future__ import annotations
 import math
 import resource
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
@@ -31,6 +33,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from astrohpc.cost_clock import cost_clock
 from astrohpc.data.bench import spread
 from astrohpc.models.climate import ClimateSurrogate
 from astrohpc.models.cost import count_flops, count_parameters
@@ -178,20 +181,22 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def time_calls(fn: Callable[[], Any], calls: int) -> dict:
-    """{"wall_s", "cpu_s", "calls"} of `calls` calls of fn (CPU: this process, every thread)."""
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "calls": calls}
+def time_calls(fn: Callable[[], Any], calls: int, cores: int = 1) -> dict:
+    """{"wall_s", "cpu_s", "wall_core_s", "calls"} of `calls` calls of fn (astrohpc.cost_clock: CPU of
+    this process, every thread, and its children; wall × `cores`)."""
+    with cost_clock(cores) as clock:
+        for _ in range(calls):
+            fn()
+    return {"wall_s": clock["wall_s"], "cpu_s": clock["cpu_s"], "wall_core_s": clock["wall_core_s"], "calls": calls}
 
 
 def summarize_timings(timings: Sequence[Mapping[str, float]], batch: int) -> dict:
-    """Per-repeat timings of calls on `batch` samples -> samples/s and core-seconds per sample
-    (spreads), with the raw timings."""
+    """Per-repeat timings of calls on `batch` samples -> samples/s, CPU seconds per sample
+    (`core_s_per_sample`) and wall × cores per sample (spreads), with the raw timings."""
     return {"batch": batch,
             "samples_s": spread([t["calls"] * batch / t["wall_s"] for t in timings]),
             "core_s_per_sample": spread([t["cpu_s"] / (t["calls"] * batch) for t in timings]),
+            "wall_core_s_per_sample": spread([t["wall_core_s"] / (t["calls"] * batch) for t in timings]),
             "wall_s": [t["wall_s"] for t in timings], "cpu_s": [t["cpu_s"] for t in timings],
             "calls": [t["calls"] for t in timings]}
 
@@ -216,14 +221,14 @@ def run_cases(model: nn.Module, cases: Sequence[Case], repeats: int, target_s: f
     for case in cases if target_s > 0 else ():
         model.train(case.train)
         with torch_threads(case.threads):
-            warm = time_calls(case.fn, 1)
+            warm = time_calls(case.fn, 1, case.threads)
         calls[case.name] = calls_for(warm["wall_s"], target_s, max_calls)
     timings: dict[str, list[dict]] = {case.name: [] for case in cases}
     for _ in range(repeats):
         for case in cases:
             model.train(case.train)
             with torch_threads(case.threads):
-                timings[case.name].append(time_calls(case.fn, calls[case.name]))
+                timings[case.name].append(time_calls(case.fn, calls[case.name], case.threads))
     model.eval()
     return {case.name: {**summarize_timings(timings[case.name], case.batch), "threads": case.threads}
             for case in cases}
@@ -268,12 +273,14 @@ def measure(model: nn.Module, workload: Workload, batches: Mapping[int, Batch], 
             "forward_flops_per_sample": flops, "train": timed_train, "inference": timed_infer}
 
 
-def surrogate_cost(inference: Mapping[str, Mapping[str, Any]], per_sample_days: Optional[float]) -> dict:
-    """Core-seconds per sample of every inference setting; divided by `per_sample_days` (the
-    emulator's step in days) into core-seconds per simulated day when given (None: per sample,
-    the climate surrogate's per predicted run)."""
+def surrogate_cost(inference: Mapping[str, Mapping[str, Any]], per_sample_days: Optional[float],
+                   measure: str = "core_s_per_sample") -> dict:
+    """`measure` per sample of every inference setting (CPU seconds, or "wall_core_s_per_sample"); divided
+    by `per_sample_days` (the emulator's step in days) into seconds per simulated day when given (None:
+    per sample, the climate surrogate's per predicted run). Compare it with the GCM's figure in the
+    same measure only."""
     factor = 1.0 if per_sample_days is None else 1.0 / per_sample_days
-    return {name: scale_spread(entry["core_s_per_sample"], factor) for name, entry in inference.items()}
+    return {name: scale_spread(entry[measure], factor) for name, entry in inference.items()}
 
 
 def speedups(entry: Mapping[str, Any], gcm_per_day: Mapping[str, float]) -> dict:

@@ -71,10 +71,18 @@ def test_measure_a_tiny_model():
         assert entry["samples_s"]["min"] <= entry["samples_s"]["median"] <= entry["samples_s"]["max"]
         assert entry["samples_s"]["median"] > 0 and entry["core_s_per_sample"]["median"] >= 0
         assert all(1 <= c <= 20 for c in entry["calls"])
+    for name, entry in result["inference"].items():  # wall × the case's threads, per sample, by hand
+        threads, batch = int(name.split("threads")[1]), entry["batch"]
+        by_hand = sorted(w * threads / (c * batch) for w, c in zip(entry["wall_s"], entry["calls"]))
+        assert entry["wall_core_s_per_sample"]["min"] == pytest.approx(by_hand[0], rel=1e-12)
+        assert entry["wall_core_s_per_sample"]["max"] == pytest.approx(by_hand[-1], rel=1e-12)
     assert not torch.equal(before, model.weight)  # the AdamW steps ran
     cost = bench.surrogate_cost(result["inference"], 0.25)  # a 6-hour step: 4 steps a day
     assert cost["batch1_threads1"]["median"] == pytest.approx(
         4 * result["inference"]["batch1_threads1"]["core_s_per_sample"]["median"])
+    wall = bench.surrogate_cost(result["inference"], 0.25, measure="wall_core_s_per_sample")
+    assert wall["batch1_threads2"]["median"] == pytest.approx(
+        4 * result["inference"]["batch1_threads2"]["wall_core_s_per_sample"]["median"])
     assert bench.peak_rss_mib() > 10
 
 

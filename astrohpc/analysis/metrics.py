@@ -1,4 +1,5 @@
-"""Probabilistic forecast metrics: CRPS, coverage, calibration (ECE), sharpness, σ-scaling, skill.
+"""Probabilistic forecast metrics: CRPS, coverage, calibration (ECE, rank histogram), sharpness,
+σ-scaling, skill.
 
 Every function takes numpy arrays or torch tensors (anything with `.detach()`; moved to the CPU),
 computes in float64 and returns a Python float (`ece_*` return a `ReliabilityCurve`). The
@@ -217,6 +218,24 @@ def ece_ensemble(members: Any, obs: Any, levels: Optional[Any] = None,
     p = _levels(levels)
     x, o, valid = _ensemble(members, obs)
     return _reliability(lambda q: o <= _ensemble_quantile(x, q), p, valid, weights)
+
+
+def rank_histogram(members: Any, obs: Any, weights: Optional[Any] = None) -> np.ndarray:
+    """The (weighted) frequency of each rank of obs among the M members: [M + 1], summing to 1;
+    rank k = how many members lie below obs, a tied member counting half (the expected rank under
+    random tie-breaking; a half-integer rank is split between its two neighbouring bins). Flat for a
+    calibrated ensemble; U-shaped: over-confident (obs outside the members too often); peaked in
+    the middle: under-confident."""
+    x, o, valid = _ensemble(members, obs)
+    m = x.shape[0]
+    rank = (x < o).sum(axis=0) + 0.5 * (x == o).sum(axis=0)
+    # a half-integer rank (ties) is shared between its two neighbouring bins
+    low, frac = np.floor(rank).astype(int), rank - np.floor(rank)
+    out = np.empty(m + 1)
+    for k in range(m + 1):
+        share = np.where(low == k, 1.0 - frac, 0.0) + np.where((low == k - 1) & (frac > 0), frac, 0.0)
+        out[k] = _weighted_mean(share, valid, weights)
+    return out
 
 
 def sharpness(sigma: Any, weights: Optional[Any] = None, statistic: Literal["rms", "mean"] = "rms") -> float:

@@ -179,3 +179,23 @@ def test_crps_skill_score_against_climatology(calibrated):
     assert 0.0 < skill < 1.0
     assert M.crps_skill_score(climatology, climatology) == 0.0
     assert M.crps_skill_score(0.0, climatology) == 1.0
+
+
+def test_rank_histogram_by_hand_and_flat_for_a_calibrated_ensemble():
+    from astrohpc.analysis.metrics import rank_histogram
+
+    members = np.array([[1.0, 1.0, 5.0, 0.0], [2.0, 3.0, 6.0, 0.0], [3.0, 5.0, 7.0, 0.0]])  # M = 3, 4 cells
+    obs = np.array([2.5, 0.0, 9.0, 0.0])  # ranks 2, 0, 3 and a tie with all three members (rank 1.5)
+    np.testing.assert_allclose(rank_histogram(members, obs), [0.25, 0.125, 0.375, 0.25])
+    # weights: the cells count by their weight
+    np.testing.assert_allclose(rank_histogram(members, obs, weights=np.array([1.0, 0.0, 0.0, 0.0])), [0, 0, 1, 0])
+    # obs and 9 members drawn from one distribution: each of the 10 ranks has probability 1/10
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(10, 200_000))
+    hist = rank_histogram(draws[:9], draws[9])
+    assert hist.sum() == pytest.approx(1.0, abs=1e-12)
+    # binomial sd of a frequency 0.1 from 200,000 draws is 6.7e-4: 3e-3 is 4.5 of them
+    np.testing.assert_allclose(hist, 0.1, atol=3e-3)
+    # an ensemble 3x too narrow: the outer ranks take far more than 1/10 (U shape)
+    narrow = rank_histogram(draws[:9] / 3.0, draws[9])
+    assert narrow[0] > 0.3 and narrow[-1] > 0.3

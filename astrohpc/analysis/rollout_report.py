@@ -52,6 +52,20 @@ def _plot_rollouts(report: MarkdownReport, study_dir: Path, record: dict[str, An
     plt.close(fig)
 
 
+def _per_step(step_days: Any) -> str:
+    """'one day per step' or 'x days per step', from the rollout's own step (older summaries: unknown)."""
+    if not step_days:
+        return "step length not recorded"
+    return "one day per step" if step_days == 1 else f"{step_days:g} days per step"
+
+
+def _span(days: Any) -> str:
+    """'30-day' (or '20–30-day' over runs of different lengths) from the summary's GCM mean spans."""
+    if not days:
+        return "whole-run"
+    return f"{days[0]:g}-day" if len(days) == 1 else f"{days[0]:g}–{days[-1]:g}-day"
+
+
 def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
     study_dir = Path(study_dir)
     report.heading("Long rollouts")
@@ -62,8 +76,9 @@ def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
     with open(record["outputs"]["table"], newline="") as f:
         rows = list(csv.DictReader(f))
     report.paragraph(
-        f"{summary['members']} members over runs {', '.join(summary['runs'])}, {summary['steps']} steps each (one "
-        f"day per step): **{summary['members_without_divergence']} reached the end without a divergence flag**; "
+        f"{summary['members']} members over runs {', '.join(summary['runs'])}, {summary['steps']} steps each "
+        f"({_per_step(summary.get('step_days'))}): **{summary['members_without_divergence']} reached the end "
+        "without a divergence flag**; "
         f"the earliest flag came after {summary['min_steps_without_divergence']} steps. Wall time per 10,000 steps of "
         f"one member: {summary['median_wall_s_per_10000_member_steps']:.0f} s on this CPU (members batched; a flagged "
         f"member is frozen and costs nothing). Largest relative dry-mass error: "
@@ -73,8 +88,9 @@ def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
     report.table([{c: _number(r.get(c)) for c in columns} for r in rows], columns)
     report.paragraph("Drift: the linear trend of the global mean per 1,000 steps over the steps before any flag. ADF: "
                      "statsmodels' augmented Dickey–Fuller p-value of global-mean surface temperature over the second "
-                     "half (only for a member that got there). Climatology RMSE: the last 1,000 steps' mean against "
-                     "the GCM run's own 30-day mean (the longest GCM climatology the demo has).")
+                     "half (only for a member that got there). Climatology RMSE: the last "
+                     f"{summary.get('climatology_steps') or '?'} steps' mean against the GCM run's own "
+                     f"{_span(summary.get('gcm_mean_days'))} mean (the longest GCM climatology the runs have).")
     _plot_rollouts(report, study_dir, record)
 
 

@@ -216,12 +216,14 @@ def score_runs(export: str | Path, runs: list[str], unroll_steps: int) -> list[d
         loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=False)
         return validate_emulator(model, loader, cpu, unroll_steps, units, names)["channels"]
     from astrohpc.data.runs import RunDataset
+    from astrohpc.studies import baselines as base
+    from astrohpc.studies.baselines import read_time_means
 
     spectral = info["config"]["model"]["mode"] in ("spectral", "joint")
     spinup = info["config"]["model"]["spinup_steps"]
     train_ids = [meta.run_names.index(r) for r in info["run_split"]["train"]]
-    training = RunDataset(info["cube"], spinup, runs=train_ids, **common)
-    climatology = torch.stack([training[i]["mean"].double() for i in range(len(training))]).nanmean(dim=0).float()
+    means = read_time_means(info["cube"], train_ids, plan.cube_channels, spinup)
+    climatology = torch.from_numpy(base.climatology(means)).float()
     loader = torch.utils.data.DataLoader(RunDataset(info["cube"], spinup, runs=ids, spectra=spectral, **common),
                                          batch_size=4, shuffle=False)
     return validate_climate(model, loader, cpu, climatology, units, names,

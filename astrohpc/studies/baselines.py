@@ -9,11 +9,65 @@
                         training runs share are left out (they carry no information)
 
 Inputs are numpy float64 in physical units; z are parameters normalised as the model saw them.
+
+The two climatologies every study compares with are computed here and nowhere else:
+
+    time_mean / read_time_means   a run's climatology: the time mean of its states from a start step
+    climatology                   the training climatology: the mean over training runs of their time
+                                  means (`climatology_spread` adds their std, the forecast's σ)
+    pooled_climatology            a per-cell climatology of states: mean and std over every state of
+                                  the given runs pooled (a daily-state forecast)
 """
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
 import numpy as np
+
+
+def time_mean(states: np.ndarray, start: int = 0) -> np.ndarray:
+    """[T, C, lat, lon] -> the mean of states start..T−1 [C, lat, lon] (NaN where every one is NaN)."""
+    with np.errstate(invalid="ignore"), _quiet_empty():
+        return np.nanmean(np.asarray(states[start:], np.float64), axis=0)
+
+
+def read_time_means(cube: Any, runs: Sequence[int], channels: Sequence[int], start: int = 0) -> np.ndarray:
+    """[R, C, lat, lon] float64: `time_mean` of each run's states from `start` (a step index), for the
+    cube's `channels`, read from the cube file (path)."""
+    from astrohpc.data.cube import LazyCube, read_meta
+
+    meta = read_meta(cube)
+    lazy = LazyCube(cube).prepare()
+    try:
+        return np.stack([time_mean(lazy.read(r, start, int(meta.time_count[r]) - start)[:, list(channels)])
+                         for r in runs])
+    finally:
+        lazy.close()
+
+
+def pooled_climatology(states: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Runs' states [T_r, C, lat, lon] pooled -> per-cell (mean, std) [C, lat, lon] float64."""
+    pooled = np.concatenate([np.asarray(s, np.float64) for s in states])
+    with np.errstate(invalid="ignore"), _quiet_empty():
+        return np.nanmean(pooled, axis=0), np.nanstd(pooled, axis=0)
+
+
+def climatology_spread(train_means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """train_means [R, C, lat, lon] -> (`climatology`, the std over runs) [C, lat, lon]."""
+    with np.errstate(invalid="ignore"), _quiet_empty():
+        return climatology(train_means), np.nanstd(np.asarray(train_means, np.float64), axis=0)
+
+
+@contextmanager
+def _quiet_empty() -> Iterator[None]:
+    """nanmean's "Mean of empty slice" for an all-NaN cell (a level below the surface) is expected."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+        warnings.filterwarnings("ignore", "Degrees of freedom <= 0", RuntimeWarning)
+        yield
 
 
 def persistence(initial: np.ndarray) -> np.ndarray:
@@ -23,7 +77,7 @@ def persistence(initial: np.ndarray) -> np.ndarray:
 
 def climatology(train_means: np.ndarray) -> np.ndarray:
     """train_means [R, C, lat, lon] -> [C, lat, lon] (NaN where every run is NaN)."""
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), _quiet_empty():
         return np.nanmean(np.asarray(train_means, np.float64), axis=0)
 
 

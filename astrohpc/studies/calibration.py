@@ -261,27 +261,25 @@ def climatology(info: dict[str, Any], channels: Sequence[int]) -> tuple[np.ndarr
     """The climatology forecast from the training runs: (mean, std [C, lat, lon] of the table's
     `channels`, physical, float64) and what it is (see the module doc)."""
     from astrohpc.data.cube import LazyCube, read_meta
+    from astrohpc.studies.baselines import climatology_spread, pooled_climatology, read_time_means
 
     meta = read_meta(info["cube"])
     train = [meta.run_names.index(r) for r in info["run_split"]["train"]]
     cube_channels = [info["plan"]["cube_channels"][c] for c in channels]
     model_cfg = info["config"]["model"]
     k = model_cfg["spinup_steps"] if model_cfg["task"] == "climate" else 0
+    if model_cfg["task"] == "climate" and len(train) > 1:
+        mean, std = climatology_spread(read_time_means(info["cube"], train, cube_channels, k))
+        return mean, std, f"mean and std over the {len(train)} training runs' time means"
     lazy = LazyCube(info["cube"]).prepare()
     try:
-        states = [lazy.read(r, k, int(meta.time_count[r]) - k)[:, cube_channels].astype(np.float64) for r in train]
+        states = [lazy.read(r, k, int(meta.time_count[r]) - k)[:, cube_channels] for r in train]
     finally:
         lazy.close()
-    with np.errstate(invalid="ignore"):
-        if model_cfg["task"] == "climate" and len(states) > 1:
-            means = np.stack([np.nanmean(s, axis=0) for s in states])
-            return (np.nanmean(means, axis=0), np.nanstd(means, axis=0),
-                    f"mean and std over the {len(states)} training runs' time means")
-        pooled = np.concatenate(states)
-        what = ("mean and std over the one training run's daily states (one training run: no spread of time "
-                "means to take)" if model_cfg["task"] == "climate" else
-                f"mean and std per cell over the daily states of the {len(states)} training run(s)")
-        return np.nanmean(pooled, axis=0), np.nanstd(pooled, axis=0), what
+    what = ("mean and std over the one training run's daily states (one training run: no spread of time "
+            "means to take)" if model_cfg["task"] == "climate" else
+            f"mean and std per cell over the daily states of the {len(states)} training run(s)")
+    return (*pooled_climatology(states), what)
 
 
 # ---------------------------------------------------------------------------- scores

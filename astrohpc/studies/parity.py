@@ -338,7 +338,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     _, batched = emulate(model, truth, bp, bs, bpl, batch=cfg.study.cost_batch, steps=cost_steps)
 
     train_states = {i: view.states(i) for i in train}
-    train_means = np.stack([np.nanmean(s[1:], axis=0) for s in train_states.values()])
+    train_means = np.stack([base.time_mean(s, 1) for s in train_states.values()])
     z_train, z_target = view.z(train), view.z([run_index])[0]
     nearest = train[base.nearest_run(z_train, z_target)]
     steps = truth.shape[0]
@@ -371,7 +371,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
                     "wall_core_s_per_day": twin_summary.get("core_seconds_per_simulated_day"),
                     "wall_s": twin_summary.get("wall_time_s"), "cores": twin_summary["gcm"]["ncpus"]}
 
-    gcm_days, gcm_mean = truth[1:], truth[1:].mean(axis=0)
+    gcm_days, gcm_mean = truth[1:], base.time_mean(truth, 1)
     _save_maps(study_dir, task, names, units, gcm_mean, {m: f.mean(axis=0) for m, f in fields.items()}, model.grid)
     methods: dict[str, Any] = {}
     for name, f in fields.items():

@@ -43,8 +43,9 @@ def _state_path(study_dir: Path, task_id: int) -> Path:
 
 
 def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
-    from astrohpc.data.cube import LazyCube, read_meta
+    from astrohpc.data.cube import read_meta
     from astrohpc.studies import rollout as engine
+    from astrohpc.studies.baselines import read_time_means
     from astrohpc.studies.tasks import task_dir
     from astrohpc.train.export import load_exported
 
@@ -77,11 +78,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
                             inputs["forcing"], steps, segment=cfg.study.segment_steps, state=state, on_segment=save,
                             twins=[(0, twin)], climatology_steps=min(CLIMATOLOGY_STEPS, steps))
     d = result.diagnostics
-    cube = LazyCube(info["cube"]).prepare()
-    try:
-        gcm_mean = cube.read(run_index, 0, length)[:, list(info["plan"]["cube_channels"])].astype(np.float64).mean(0)
-    finally:
-        cube.close()
+    gcm_mean = read_time_means(info["cube"], [run_index], info["plan"]["cube_channels"])[0]
     clim = engine.last_window_climatology(result, gcm_mean, model.grid.area_weight.double())
     labels = [f"{task['run']} day {meta.time_days[run_index][t0]:g}" for _, t0 in members[:-1]] + \
         [f"{task['run']} day {meta.time_days[run_index][starts[0]]:g} + {TWIN_KICK_K:g} K (twin)"]
@@ -123,7 +120,9 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     return {"run": task["run"], "steps": steps, "members": per_member, "lyapunov": lyapunov,
             "wall_s": result.state.wall_s, "cpu_s": result.state.cpu_s, "wall_s_per_10000_steps": wall_per_10k,
             "live_member_steps": live, "wall_s_per_10000_member_steps": result.state.wall_s / max(live, 1) * 10_000,
-            "batch": len(members), "netcdf": str(netcdf), "step_days": result.state.step_s / 86400.0}
+            "batch": len(members), "netcdf": str(netcdf), "step_days": result.state.step_s / 86400.0,
+            "climatology_steps": min(CLIMATOLOGY_STEPS, steps), "gcm_mean_states": length,
+            "gcm_mean_days": float(length * np.diff(meta.time_days[run_index][:2])[0]) if length > 1 else None}
 
 
 def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
@@ -161,6 +160,9 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
                "median_wall_s_per_10000_member_steps": float(np.median([r["wall_s_per_10000_member_steps"]
                                                                         for r in results])),
                "max_dry_mass_rel_error": max((r["dry_mass_max_rel_error"] or 0.0) for r in rows),
-               "lyapunov": {r["run"]: r["lyapunov"] for r in results}, "partial": record.get("partial", False)}
+               "lyapunov": {r["run"]: r["lyapunov"] for r in results}, "partial": record.get("partial", False),
+               # settings the report states, as they were run
+               "step_days": results[0].get("step_days"), "climatology_steps": results[0].get("climatology_steps"),
+               "gcm_mean_days": sorted({r.get("gcm_mean_days") for r in results if r.get("gcm_mean_days")})}
     write_json(study_dir / "summary.json", summary)
     return {"table": str(study_dir / "rollout.csv"), "summary": str(study_dir / "summary.json")}

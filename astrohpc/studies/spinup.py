@@ -156,6 +156,7 @@ def train_later_state(cfg: Any, target_days: int, env: Any = None) -> dict[str, 
     Returns the trainer's summary; resumes its own checkpoint when run again."""
     import torch
 
+    from astrohpc.studies import baselines as base
     from astrohpc.train.distributed import detect, init_process_group, shutdown
     from astrohpc.train.trainer import Trainer
 
@@ -173,7 +174,8 @@ def train_later_state(cfg: Any, target_days: int, env: Any = None) -> dict[str, 
         for replaced in (data.train, data.validation):
             if replaced is not None:
                 replaced.close()
-        trainer.climatology = torch.stack([train[i]["mean"].double() for i in range(len(train))]).nanmean(0).float()
+        trainer.climatology = torch.from_numpy(base.climatology(np.stack([train[i]["mean"].numpy()
+                                                                          for i in range(len(train))]))).float()
         return trainer.fit()
     finally:
         shutdown()

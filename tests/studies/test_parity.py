@@ -51,6 +51,21 @@ def test_baselines_by_hand():
     np.testing.assert_allclose(base.linear_regression(z, linear, np.array([4.0, 0, 0])), 14.0 * np.ones((2, 4, 5)))
 
 
+def test_climatology_helpers_by_hand():
+    # a run of 3 states of one channel on a 1 x 2 grid; the second cell is below the surface at t = 1
+    states = np.array([[[[1.0, 10.0]]], [[[2.0, np.nan]]], [[[6.0, 20.0]]]])
+    np.testing.assert_allclose(base.time_mean(states), [[[3.0, 15.0]]])
+    np.testing.assert_allclose(base.time_mean(states, start=1), [[[4.0, 20.0]]])
+    other = np.array([[[[3.0, 0.0]]]])
+    mean, std = base.pooled_climatology([states, other])  # 4 states pooled: 1, 2, 6, 3 and 10, 20, 0
+    np.testing.assert_allclose(mean, [[[3.0, 10.0]]])
+    np.testing.assert_allclose(std, [[[np.sqrt((4 + 1 + 9 + 0) / 4), np.sqrt(200 / 3)]]])
+    runs = np.array([[[[1.0]]], [[[3.0]]], [[[np.nan]]]])
+    mean, std = base.climatology_spread(runs)
+    assert (mean.item(), std.item()) == (2.0, 1.0)
+    assert np.isnan(base.time_mean(np.full((2, 1, 1, 1), np.nan))).all()  # all NaN: NaN, no warning raised
+
+
 def test_parity_task_scores_and_aggregation(trained, physics_cube, tmp_path):
     cfg = _study_cfg(tmp_path, trained)
     folder = plan_study("parity", cfg)
@@ -270,6 +285,17 @@ def test_rollout_study_runs_restarts_and_aggregates(trained, tmp_path, monkeypat
     assert record["complete"]
     summary = json.loads(Path(record["outputs"]["summary"]).read_text())
     assert summary["members"] == 3 and summary["steps"] == 60
+    # the report states the settings as run: the step, the climatology window, the GCM mean's span
+    from astrohpc.analysis.markdown import MarkdownReport
+    from astrohpc.analysis.study_sections import add_study_section
+
+    report = MarkdownReport(tmp_path / "report", "t")
+    add_study_section(report, folder)
+    text = "".join(report.parts)
+    span = result["gcm_mean_days"]
+    assert result["step_days"] == 1.0 and result["climatology_steps"] == 60  # min(1000, the 60 steps run)
+    assert "60 steps each (one day per step)" in text and "the last 60 steps' mean" in text
+    assert f"own {span:g}-day mean" in text and span == result["gcm_mean_states"] * result["step_days"]
 
 
 def test_parity_scores_the_climate_surrogate_and_saves_maps(trained, physics_cube, tmp_path):

@@ -15,6 +15,9 @@ from astrohpc.errors import AstrohpcError
 SECTIONS = frozenset({"setup", "files", "environment", "post", "runscript", "startscript", "test",
                       "labels", "help", "arguments", "app", "appinstall", "appenv", "apprun", "applabels",
                       "appfiles", "apphelp", "apptest", "appstart"})
+# CUDA wheels download.pytorch.org publishes per torch release: 2.12 dropped cu128 (pytorch/pytorch#178665,
+# #179072); 2.13's are cu126 and cu130 (counted in pytorch/FBGEMM#5976). Add a release when the pin moves.
+TORCH_CUDA_BUILDS = {"2.11": ("cu126", "cu128", "cu130"), "2.12": ("cu126", "cu130"), "2.13": ("cu126", "cu130")}
 BOOTSTRAPS = frozenset({"docker", "library", "shub", "oras", "localimage", "debootstrap", "yum", "zypper",
                         "busybox", "scratch", "docker-daemon", "docker-archive", "arch"})
 
@@ -52,7 +55,9 @@ def check_definition(path: str | Path) -> dict[str, str]:
         raise AstrohpcError(f"{path}: unknown bootstrap agent {bootstrap!r}; one of {', '.join(sorted(BOOTSTRAPS))}")
     if bootstrap not in ("scratch",) and not header.get("from"):
         raise AstrohpcError(f"{path}: 'Bootstrap: {bootstrap}' needs a 'From:' line (e.g. From: debian:bookworm-slim)")
-    check_cache_location(path, section_bodies(path))
+    bodies = section_bodies(path)
+    check_cache_location(path, bodies)
+    check_torch_index(path, bodies)
     return {"bootstrap": bootstrap, "from": header.get("from", ""), "sections": ",".join(sections)}
 
 
@@ -87,3 +92,30 @@ def check_cache_location(path: str | Path, bodies: dict[str, str]) -> None:
         raise AstrohpcError(f"{path}: %post compiles the GCM (astrohpc gcm build) with ASTROHPC_CACHE={at_build} but "
                             f"%environment sets ASTROHPC_CACHE={at_run}: jobs in the image would not find the build; "
                             "export the same path (inside the image, e.g. /opt/astrohpc/cache) in both sections")
+
+
+def torch_pin_and_index(bodies: dict[str, str]) -> tuple[str | None, str | None]:
+    """(the torch version %post installs, the CUDA build of its wheel index) - None where absent. The
+    index is the %post's --index-url, or the %arguments default it names as {{ ARG }}."""
+    post = bodies.get("post", "")
+    version = re.search(r"torch==([0-9][0-9.]*)", post)
+    index = re.search(r"--index-url\s+(?:\"([^\"]+)\"|(\S+))", post)
+    url = (index.group(1) or index.group(2)) if index else None
+    arg = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", url or "")
+    if arg:
+        default = re.search(rf"^\s*{arg.group(1)}=(\S+)", bodies.get("arguments", ""), flags=re.MULTILINE)
+        url = default.group(1) if default else None
+    build = re.search(r"/whl/(cu\d+|cpu|rocm[\d.]+)/?$", url or "")
+    return (version.group(1) if version else None), (build.group(1) if build else None)
+
+
+def check_torch_index(path: str | Path, bodies: dict[str, str]) -> None:
+    """A torch pin from a wheel index that does not carry that release would fail the build an hour in."""
+    version, build = torch_pin_and_index(bodies)
+    if version is None or build is None or not build.startswith("cu"):
+        return
+    known = TORCH_CUDA_BUILDS.get(".".join(version.split(".")[:2]))
+    if known is not None and build not in known:
+        raise AstrohpcError(f"{path}: torch=={version} is installed from the {build} index, but torch "
+                            f"{version.rsplit('.', 1)[0]} ships CUDA wheels for {', '.join(known)} only; "
+                            f"use https://download.pytorch.org/whl/{known[0]} (older drivers) or {known[1]}")

@@ -1,5 +1,6 @@
 """The Apptainer definition is checked for what Apptainer would silently accept, and read back
-with an outside parser (spython) for what the image promises: a CUDA PyTorch base, the
+with an outside parser (spython) for what the image promises: the tested Debian base, one torch
+(a CUDA wheel from an index that carries that release), the
 environment jobs need, `astrohpc` as the runscript and a %test that exercises the stack."""
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pytest
 from spython.main.parse.parsers import SingularityParser
 
 from astrohpc.errors import AstrohpcError
-from astrohpc.launch.apptainer import check_definition, exported, section_bodies
+from astrohpc.launch.apptainer import (TORCH_CUDA_BUILDS, check_definition, exported, section_bodies,
+                                       torch_pin_and_index)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFINITION = REPO / "Apptainer.def"
@@ -29,12 +31,11 @@ def recipe():
 
 
 def _pin(package: str) -> str:
-    cfg = configparser.ConfigParser()
-    cfg.read(REPO / "setup.cfg")
-    for line in cfg["options"]["install_requires"].split():
+    """The tested version of `package` (constraints.txt, which make setup installs)."""
+    for line in (REPO / "constraints.txt").read_text().splitlines():
         if line.startswith(f"{package}=="):
             return line.split("==")[1]
-    raise AssertionError(f"{package} is not pinned in setup.cfg")
+    raise AssertionError(f"{package} is not pinned in constraints.txt")
 
 
 def test_project_definition_is_well_formed():
@@ -46,21 +47,70 @@ def test_project_definition_is_well_formed():
     assert "tools/setup.sh" in section_bodies(DEFINITION)["post"]
 
 
-def test_base_is_an_official_cuda_pytorch_runtime_image_pinned_by_tag(recipe):
+def test_base_is_the_tested_debian_and_carries_no_torch_of_its_own(recipe):
     base = recipe.fromHeader
-    assert base == check_definition(DEFINITION)["from"]
-    assert re.fullmatch(r"pytorch/pytorch:\d+\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime", base), base
+    assert base == check_definition(DEFINITION)["from"] == "debian:bookworm-slim"
+    # one torch only: the CUDA wheel of %post (a pytorch/* or nvidia/cuda base would add several GB unused)
+    assert "pytorch" not in base and "cuda" not in base
 
 
-def test_post_installs_the_pinned_torch_as_a_cuda_wheel():
-    post = section_bodies(DEFINITION)["post"]
+def test_post_installs_the_pinned_torch_as_a_cuda_wheel_that_exists(recipe):
+    bodies = section_bodies(DEFINITION)
+    post = bodies["post"]
     assert f'"torch=={_pin("torch")}"' in post
     assert re.search(r"--index-url \"\{\{ TORCH_INDEX \}\}\"", post)
-    assert re.search(r"TORCH_INDEX=https://download\.pytorch\.org/whl/cu\d+", section_bodies(DEFINITION)["arguments"])
+    # the index %arguments gives carries that release (2.13: cu126 and cu130, no cu128)
+    version, build = torch_pin_and_index(bodies)
+    assert version == _pin("torch") and build in TORCH_CUDA_BUILDS[version.rsplit(".", 1)[0]], (version, build)
+    # spython (an outside parser) reads the same install line from %post
+    line = next(line for line in recipe.install if "--index-url" in line)
+    assert f"torch=={version}" in line and "{{ TORCH_INDEX }}" in line
     # Open MPI and parallel HDF5 from apt, before setup.sh builds mpi4py and h5py against them
-    for package in ("openmpi-bin", "libopenmpi-dev", "libhdf5-openmpi-dev", "gfortran"):
+    for package in ("openmpi-bin", "libopenmpi-dev", "libhdf5-openmpi-dev", "gfortran", "python3-venv"):
         assert package in post
-    assert post.index("libhdf5-openmpi-dev") < post.index("tools/setup.sh")
+    assert post.index("libhdf5-openmpi-dev") < post.index("bash tools/setup.sh")
+    assert post.index('pip install --no-cache-dir "torch==') < post.index("bash tools/setup.sh")  # setup.sh then keeps the CUDA torch
+
+
+@pytest.mark.parametrize("index, ok", [("cu126", True), ("cu130", True), ("cu128", False), ("cu121", False)])
+def test_a_torch_index_without_that_release_is_refused(tmp_path, index, ok):
+    path = tmp_path / "torch.def"
+    path.write_text(DEFINITION.read_text().replace("whl/cu126", f"whl/{index}"))
+    if ok:
+        check_definition(path)
+    else:
+        with pytest.raises(AstrohpcError, match="ships CUDA wheels for cu126, cu130 only"):
+            check_definition(path)
+
+
+def test_setup_ranges_admit_the_tested_set():
+    """setup.cfg holds ranges (a site's h5py or CUDA torch stays); constraints.txt pins each inside them."""
+    from packaging.requirements import Requirement
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    lines = cfg["options"]["install_requires"].splitlines()
+    for extra in cfg["options.extras_require"].values():
+        lines += extra.splitlines()
+    requirements = [Requirement(x.strip()) for x in lines if x.strip() and not x.strip().startswith("#")]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            pin = Requirement(line)
+            pins[pin.name.lower()] = pin
+    for req in requirements:
+        pin = pins.get(req.name.lower())
+        assert pin is not None, f"{req.name} has no line in constraints.txt"
+        assert req.specifier.contains(next(iter(pin.specifier)).version), f"{pin} is outside setup.cfg's {req}"
+    # ranges, not pins, where a site brings its own build
+    for name in ("torch", "h5py", "mpi4py", "numpy"):
+        assert all(s.operator != "==" for r in requirements if r.name == name for s in r.specifier), name
+
+
+def test_pmix_settings_and_the_mpi_model_are_documented(recipe):
+    environ = dict(line.split("=", 1) for line in recipe.environ)
+    assert environ["PMIX_MCA_gds"] == "hash" and environ["PMIX_MCA_psec"] == "native"
+    assert "hybrid model" in DEFINITION.read_text() and "srun --mpi=pmix" in section_bodies(DEFINITION)["help"]
 
 
 def test_environment_isolates_python_and_points_at_the_gcm_build(recipe):

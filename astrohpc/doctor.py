@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,24 +52,40 @@ def check_yaml() -> CheckResult:
     return CheckResult("yaml", True, f"pyyaml {_version_of('yaml')}")
 
 
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version nvidia-smi reports ("550.54.15"), or None without a driver."""
+    smi = shutil.which("nvidia-smi")
+    done = _run([smi, "--query-gpu=driver_version", "--format=csv,noheader"]) if smi else None
+    if done is None or done.returncode != 0 or not done.stdout.strip():
+        return None
+    return done.stdout.splitlines()[0].strip()
+
+
 def check_torch() -> CheckResult:
     import torch
 
-    parts = [f"torch {torch.__version__}"]
+    from astrohpc.train.distributed import allocated_gpus
+
+    built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    driver = nvidia_driver()
+    parts = [f"torch {torch.__version__} ({built})", f"NVIDIA driver {driver}" if driver else "no NVIDIA driver"]
+    ok = True
     if torch.cuda.is_available():
-        parts.append(f"CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s): "
-                     f"{torch.cuda.get_device_name(0)}")
+        parts.append(f"{torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}")
         nccl = torch.cuda.nccl.version() if hasattr(torch.cuda, "nccl") else None
         parts.append(f"NCCL {'.'.join(map(str, nccl)) if isinstance(nccl, tuple) else nccl}")
         parts.append(f"bf16 {'yes' if torch.cuda.is_bf16_supported() else 'no'}")
     else:
-        parts.append("CPU only (no CUDA device)")
+        given = allocated_gpus(os.environ)
+        parts.append("no CUDA device" + (f", although {given[0]}={given[1]} allocated GPUs: training would "
+                                         "refuse to start (a CPU build, an old driver or no --nv)" if given else ""))
+        ok = given is None
     import torch.distributed as dist
 
-    backends = [b for b, ok in (("gloo", dist.is_gloo_available()), ("nccl", dist.is_nccl_available()),
-                                ("mpi", dist.is_mpi_available())) if ok]
+    backends = [b for b, on in (("gloo", dist.is_gloo_available()), ("nccl", dist.is_nccl_available()),
+                                ("mpi", dist.is_mpi_available())) if on]
     parts.append(f"distributed backends: {', '.join(backends) or 'none'}")
-    return CheckResult("torch", True, "; ".join(parts))
+    return CheckResult("torch", ok, "; ".join(parts))
 
 
 def check_mpi() -> CheckResult:
@@ -106,7 +123,8 @@ def check_slurm() -> CheckResult:
     ping = _run(["scontrol", "ping"])
     conf = os.environ.get("SLURM_CONF", "default /etc/slurm/slurm.conf")
     reachable = ping is not None and ping.returncode == 0 and "UP" in ping.stdout
-    text = (version.stdout.strip() if version else "sinfo ?") + f"; SLURM_CONF={conf}; controller "
+    found = re.search(r"\d+\.\d+(\.\d+)?", version.stdout) if version else None
+    text = f"Slurm {found.group(0) if found else '? (sinfo --version said nothing)'}; SLURM_CONF={conf}; controller "
     if reachable:
         nodes = _run([sinfo, "-h", "-o", "%D %T"])
         text += f"UP; nodes: {nodes.stdout.strip().replace(chr(10), ', ') if nodes else '?'}"

@@ -93,9 +93,7 @@ def _print_table(plan) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from astrohpc.config import load_config
     from astrohpc.gcm.sweep import plan_sweep, write_plan
-
     from astrohpc.launch.profiles import load_job_config
 
     cfg = load_job_config(args.config, args.overrides, args.cluster, getattr(args, "bind", None) or [])

@@ -106,14 +106,14 @@ def _submit(args: argparse.Namespace) -> int:
         from astrohpc.cli.study_cmd import _study
 
         return _study(argparse.Namespace(kind=args.kind, config=args.config, overrides=overrides, cluster=args.cluster,
-                                         bind=args.bind or [], task_id=None, dry_run=args.dry_run, local=False, submit=not args.dry_run,
-                                         replace=False, wait=False, timeout=0.0))
+                                         bind=args.bind or [], task_id=None, dry_run=args.dry_run, local=False,
+                                         submit=not args.dry_run, replace=False, wait=False, timeout=0.0))
     if args.what == "sweep":
         from astrohpc.cli.gcm_cmd import _sweep
 
         return _sweep(argparse.Namespace(config=args.config, overrides=overrides, cluster=args.cluster,
-                                         bind=args.bind or [], dry_run=args.dry_run, local=False, submit=not args.dry_run, workers=None,
-                                         wait=False, timeout=0))
+                                         bind=args.bind or [], dry_run=args.dry_run, local=False,
+                                         submit=not args.dry_run, workers=None, wait=False, timeout=0))
     cfg = load_job_config(args.config, overrides, args.cluster, args.bind or [])
     _absolute(cfg)
     from astrohpc.train.trainer import run_dir

@@ -61,26 +61,33 @@ class TrainJob(Checkpointable):
         return DelayedSubmission(TrainJob(), config_file, signal_spec)
 
 
-def executor_parameters(cfg: Any, run_dir: Path) -> dict[str, Any]:
-    """AutoExecutor.update_parameters(...) for the run's `slurm:` section."""
-    s = cfg.slurm
-    hours, minutes, seconds = _time_parts(s.time)
-    tasks = s.gpus_per_node or s.ntasks_per_node
-    additional: dict[str, Any] = {"requeue": True, "open-mode": "append"}
-    if s.account:
-        additional["account"] = s.account
-    if s.qos:
-        additional["qos"] = s.qos
+def site_parameters(slurm: Any, name: str, cpus_per_task: int, gpus_per_node: int = 0) -> dict[str, Any]:
+    """AutoExecutor.update_parameters(...) for one job of a `slurm:` section: partition, account, qos,
+    time, memory, set-up lines and slurm.env, `cpus_per_task` cores and `gpus_per_node` GPUs."""
+    hours, minutes, seconds = _time_parts(slurm.time)
+    additional: dict[str, Any] = {key: value for key, value in (("account", slurm.account), ("qos", slurm.qos))
+                                  if value}
     params: dict[str, Any] = {
-        "name": f"train-{cfg.run.name}", "nodes": s.nodes, "tasks_per_node": tasks, "cpus_per_task": s.cpus_per_task,
+        "name": name, "cpus_per_task": cpus_per_task, "slurm_mem": slurm.mem,
         "timeout_min": max(1, hours * 60 + minutes + (1 if seconds else 0)),
-        "slurm_mem": s.mem, "slurm_setup": [*s.setup, *(f"export {k}={shlex.quote(str(v))}" for k, v in s.env.items())],
-        "slurm_signal_delay_s": _signal_delay(cfg.train.signal), "slurm_additional_parameters": additional,
+        "slurm_setup": [*slurm.setup, *(f"export {k}={shlex.quote(str(v))}" for k, v in slurm.env.items())],
+        "slurm_additional_parameters": additional,
     }
-    if s.gpus_per_node:
-        params["gpus_per_node"] = s.gpus_per_node
-    if s.partition:
-        params["slurm_partition"] = s.partition
+    if gpus_per_node:
+        params["gpus_per_node"] = gpus_per_node
+    if slurm.partition:
+        params["slurm_partition"] = slurm.partition
+    return params
+
+
+def executor_parameters(cfg: Any, run_dir: Path) -> dict[str, Any]:
+    """AutoExecutor.update_parameters(...) for the run's `slurm:` section: one task per GPU (or
+    ntasks_per_node CPU ranks) on slurm.nodes nodes, requeued on submitit's signal."""
+    s = cfg.slurm
+    params = site_parameters(s, f"train-{cfg.run.name}", s.cpus_per_task, s.gpus_per_node)
+    params.update(nodes=s.nodes, tasks_per_node=s.gpus_per_node or s.ntasks_per_node,
+                  slurm_signal_delay_s=_signal_delay(cfg.train.signal))
+    params["slurm_additional_parameters"].update({"requeue": True, "open-mode": "append"})
     return params
 
 

@@ -15,8 +15,7 @@ import pytest
 from spython.main.parse.parsers import SingularityParser
 
 from astrohpc.errors import AstrohpcError
-from astrohpc.launch.apptainer import (TORCH_CUDA_BUILDS, check_definition, exported, section_bodies,
-                                       torch_pin_and_index)
+from astrohpc.launch.apptainer import TORCH_CUDA_BUILDS, check_definition, exported, section_bodies, torch_pin_and_index
 
 REPO = Path(__file__).resolve().parents[2]
 DEFINITION = REPO / "Apptainer.def"
@@ -69,7 +68,8 @@ def test_post_installs_the_pinned_torch_as_a_cuda_wheel_that_exists(recipe):
     for package in ("openmpi-bin", "libopenmpi-dev", "libhdf5-openmpi-dev", "gfortran", "python3-venv"):
         assert package in post
     assert post.index("libhdf5-openmpi-dev") < post.index("bash tools/setup.sh")
-    assert post.index('pip install --no-cache-dir "torch==') < post.index("bash tools/setup.sh")  # setup.sh then keeps the CUDA torch
+    # torch first: setup.sh then keeps the CUDA torch
+    assert post.index('pip install --no-cache-dir "torch==') < post.index("bash tools/setup.sh")
 
 
 @pytest.mark.parametrize("index, ok", [("cu126", True), ("cu130", True), ("cu128", False), ("cu121", False)])

@@ -116,9 +116,10 @@ stage "10/14 ablation study as a Slurm array: full model and its variants x seed
 $A study ablation configs/study/ablation_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" "${ABLATION_ARGS[@]}" --replace --submit --wait --timeout 2700
 note "ablation: $DEMO/ablation/ablation.csv ($(.venv/bin/python -c "import json,sys; d=json.load(open(sys.argv[1])); print(sum(1 for r in d['rows'] if r.get('significant')), 'of', len(d['rows']), 'variant x metric effects significant after Holm')" "$DEMO/ablation/ablation.json"))"
 
-stage "11/14 calibration study as a Slurm array: MC dropout and a deep ensemble, sigma-scaling fitted on the validation run"
+stage "11/14 calibration study as a Slurm array: the parity emulator's MC dropout and deep ensemble, sigma-scaling fitted on the validation run"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/calibration"
-$A study calibration configs/study/calibration_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" "${CALIBRATION_ARGS[@]}" --replace --submit --wait --timeout 2700
+$A study calibration configs/study/calibration_demo.yaml "run.root=$DEMO" "train.cube=$CUBE" \
+  "study.model=$TRAIN/export/best.pt" "${CALIBRATION_ARGS[@]}" --replace --submit --wait --timeout 2700
 note "calibration: $(.venv/bin/python - "$DEMO/calibration" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(f"{sys.argv[1]}/calibration.csv")))

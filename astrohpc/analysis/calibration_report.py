@@ -1,10 +1,13 @@
 """The calibration section of a report, from a calibration study folder (astrohpc.studies.calibration).
 
 Read from the study's files only (aggregate.json, calibration.json): what was compared (which runs
-the σ-scale was fitted on and which it was scored on, the members or passes of each method), the
+the σ-scale was fitted on and which it was scored on, the members or passes of each method, what
+was calibrated — the parity study's emulator or models trained here — and at which leads), the
 table of coverage, CRPS and its skill against the training climatology, ECE and sharpness per
-method and channel before and after σ-scaling, the verdict against the targets (95 % coverage
-within 94–96 %, the published ECE), and a reliability diagram of the pooled forecasts. An
+method, channel and lead before and after σ-scaling (MC dropout and the ensemble also scored as
+ensembles: fair CRPS, member-interval coverage, ECE), the verdict against the targets (95 %
+coverage within 94–96 %, the published ECE), a reliability diagram of the pooled forecasts and
+the rank histograms of the ensemble methods. An
 incomplete study is reported as incomplete.
 """
 
@@ -17,8 +20,8 @@ from typing import Any
 from astrohpc.analysis.markdown import MarkdownReport
 from astrohpc.analysis.study_record import aggregated, partial_note
 
-COLUMNS = ("method", "channel", "units", "scaling", "sigma_scale", "coverage68", "coverage95", "crps", "crpss", "ece",
-           "sharpness")
+COLUMNS = ("method", "channel", "units", "lead", "scaling", "sigma_scale", "coverage68", "coverage95", "crps", "crpss",
+           "ece", "sharpness", "members", "crps_fair", "coverage68_ens", "coverage95_ens", "ece_ens")
 
 
 def _describe(method: str, info: dict[str, Any]) -> str:
@@ -26,8 +29,14 @@ def _describe(method: str, info: dict[str, Any]) -> str:
               f"{info['samples']} dropout passes" if method == "mc_dropout" else "its Gaussian head")
     split = info["split"]
     scored = split.get(info["reported_on"]) or []
-    text = (f"**{method}** ({spread}): σ-scale fitted on the validation run(s) {', '.join(split['validation'])}, "
-            f"scored on the {info['reported_on']} run(s) {', '.join(scored)}")
+    what = (f"the export `{info['studied_model']}` the parity study uses"
+            + (" (reused as is)" if info.get("reused") else " (its configuration, retrained)")
+            if info.get("studied_model") else "models trained here")
+    leads = info.get("leads_days")
+    when = (f"at leads {leads[0]:g}–{leads[-1]:g} days" if leads else "on time means")
+    text = (f"**{method}** ({spread}) of {what}, {info.get('forecast') or 'forecasts'}, scored {when}: σ-scale "
+            f"fitted on the validation run(s) {', '.join(split['validation'])}, scored on the {info['reported_on']} "
+            f"run(s) {', '.join(scored)}")
     notes = "; ".join(info.get("notes") or [])
     return text + (f" — {notes}" if notes else "") + "."
 
@@ -65,6 +74,32 @@ def _plot_reliability(report: MarkdownReport, data: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def _plot_rank_histograms(report: MarkdownReport, data: dict[str, Any]) -> None:
+    """The rank histogram of each ensemble method's selected channels, σ-scaled, every lead pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(method, channel, curves["after"]["rank_histogram"]) for method, info in data["methods"].items()
+              for channel, curves in info["curves"].items()
+              if channel != data["pooled"] and (curves.get("after") or {}).get("rank_histogram")]
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.6), squeeze=False, sharey=True)
+    for ax, (method, channel, hist) in zip(axes[0], panels):
+        ax.bar(range(len(hist)), hist, color="C0")
+        ax.axhline(1.0 / len(hist), color="grey", lw=1)
+        ax.set_title(f"{method}: {channel}", fontsize=8)
+        ax.set_xlabel("rank of the GCM among members")
+    axes[0][0].set_ylabel("frequency (area-weighted)")
+    report.figure(fig, "calibration_rank_histograms",
+                  "Rank histograms of the ensemble methods (members or MC-dropout samples, σ-scaled) per selected "
+                  "channel, every lead pooled: the frequency with which the GCM falls at each rank among the "
+                  "members. Flat (grey line): calibrated; U-shaped: over-confident; peaked: under-confident.")
+    plt.close(fig)
+
+
 def add_calibration_section(report: MarkdownReport, study_dir: str | Path) -> None:
     study_dir = Path(study_dir)
     report.heading("Calibration of the predictive uncertainty")
@@ -74,12 +109,16 @@ def add_calibration_section(report: MarkdownReport, study_dir: str | Path) -> No
     data = json.loads(Path(record["outputs"]["json"]).read_text())
     partial = partial_note(data)
     report.paragraph(
-        "Each uncertainty method is trained here and judged on whole held-out runs as a Gaussian forecast in "
-        "physical units: the emulator's one-step forecast of every window, the climate surrogate's time-mean "
-        "fields. Coverage of the central 68 % and 95 % intervals, CRPS and its skill against the training "
-        "climatology (1 − CRPS/CRPS_clim), ECE (quantile calibration) and sharpness (mean σ), area-weighted over "
-        "samples and grid cells, per selected channel and pooled over every channel in normalised units; "
-        f"'after': σ multiplied by the per-channel factor fitted on the validation runs.{partial}")
+        "Each uncertainty method is judged on whole held-out runs in physical units: the emulator rolled out "
+        "from each run's initial GCM state as in the parity study (every lead pooled, and the first and last "
+        "lead), the climate surrogate's time-mean fields. As a Gaussian (the mean and σ of the members or "
+        "samples): coverage of the central 68 % and 95 % intervals, CRPS and its skill against the training "
+        "climatology (1 − CRPS/CRPS_clim), ECE (quantile calibration) and sharpness (mean σ). MC dropout and "
+        "the ensemble also as an ensemble: fair CRPS, coverage of the members' central intervals (an ensemble "
+        "of M members resolves at most (M − 1)/(M + 1)), ECE of their quantiles and the rank histogram. "
+        "Area-weighted over samples and grid cells, per selected channel; the Gaussian summary also pooled over "
+        "every channel in normalised units; 'after': σ (the members' spread) multiplied by the per-channel "
+        f"factor fitted on the validation runs.{partial}")
     for method, info in data["methods"].items():
         report.paragraph(_describe(method, info))
     if record.get("warning"):
@@ -94,3 +133,4 @@ def add_calibration_section(report: MarkdownReport, study_dir: str | Path) -> No
                    "ECE σ-scaled": v["ece_after"], f"ECE ≤ {published}": v["ece_at_or_below_published"]}
                   for m, v in data["verdicts"].items()])
     _plot_reliability(report, data)
+    _plot_rank_histograms(report, data)

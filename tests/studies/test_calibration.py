@@ -15,7 +15,7 @@ import pytest
 from gcm_smoke_fixture import cached_smoke_run
 
 from astrohpc.analysis import metrics
-from astrohpc.config import Config, from_dict, load_config
+from astrohpc.config import Config, from_dict, load_config, to_dict
 from astrohpc.data.cube import read_meta
 from astrohpc.errors import ConfigError
 from astrohpc.studies import calibration
@@ -192,39 +192,123 @@ def test_tiny_calibration_matches_metrics_on_saved_predictions(finished_study, t
     for res in results.values():
         saved = np.load(res["predictions"])
         area, channels = saved["area"], list(saved["channels"])
-        assert saved["test_mean"].shape == saved["test_obs"].shape == (4, len(channels), *area.shape)
+        # rollouts from the test run's initial state over the whole run: one sample per lead day 1 … T−1
+        steps = int(read_meta(three_run_cube).time_count[2]) - 1
+        np.testing.assert_array_equal(saved["test_lead_days"], np.arange(1, steps + 1))
+        assert saved["test_mean"].shape == saved["test_obs"].shape == (steps, len(channels), *area.shape)
         assert np.all(saved["test_sigma"] > 0)
+        members, kept = saved["test_members"], [channels[c] for c in saved["member_channels"]]
+        assert members.shape[:3] == ((2 if res["method"] == "ensemble" else 4), steps, len(kept))
         scales = [metrics.fit_sigma_scale(saved["validation_mean"][:, c], saved["validation_sigma"][:, c],
                                           saved["validation_obs"][:, c], weights=area) for c in range(len(channels))]
         np.testing.assert_allclose(saved["sigma_scale"], scales, rtol=1e-12)
-        rows = {(r["channel"], r["scaling"]): r for r in res["rows"]}
-        assert {c for c, _ in rows} == {"ts", "tas", "ps", "rlut", "ta@0.5668", POOLED}
+        rows = {(r["channel"], r["scaling"], r["lead"]): r for r in res["rows"]}
+        assert {c for c, _, _ in rows} == {"ts", "tas", "ps", "rlut", "ta@0.5668", POOLED}
+        assert {lead for _, _, lead in rows} == {"all leads", "day 1", f"day {steps}"}
         for channel in ("ts", "ta@0.5668"):
-            c = channels.index(channel)
+            c, k = channels.index(channel), kept.index(channel)
+            groups = (("all leads", slice(None)), ("day 1", slice(0, 1)), (f"day {steps}", slice(-1, None)))
             for scaling, factor in (("before", 1.0), ("after", scales[c])):
-                direct = _direct(saved["test_mean"][:, c], saved["test_sigma"][:, c] * factor, saved["test_obs"][:, c],
-                                 area, saved["clim_mean"][c], saved["clim_sigma"][c])
-                for key, value in direct.items():
-                    assert rows[(channel, scaling)][key] == pytest.approx(value, rel=1e-9), (channel, scaling, key)
+                for lead, pick in groups:
+                    row = rows[(channel, scaling, lead)]
+                    direct = _direct(saved["test_mean"][pick, c], saved["test_sigma"][pick, c] * factor,
+                                     saved["test_obs"][pick, c], area, saved["clim_mean"][c], saved["clim_sigma"][c])
+                    for key, value in direct.items():
+                        assert row[key] == pytest.approx(value, rel=1e-9), (channel, scaling, lead, key)
+                    # the members scored as an ensemble, their spread about the mean scaled by the factor
+                    x = members[:, pick, k].astype(np.float64)
+                    x = x.mean(axis=0) + factor * (x - x.mean(axis=0))
+                    obs = saved["test_obs"][pick, c]
+                    assert row["crps_fair"] == pytest.approx(metrics.crps_ensemble(x, obs, weights=area), rel=1e-9)
+                    assert row["coverage95_ens"] == pytest.approx(
+                        metrics.coverage_ensemble(x, obs, 0.95, weights=area), rel=1e-12)
+                    assert row["rank_histogram"] == pytest.approx(metrics.rank_histogram(x, obs, weights=area).tolist())
+            # the Gaussian summary is the members' mean and population std (the saved members are float32)
+            np.testing.assert_allclose(members[:, :, k].mean(axis=0), saved["test_mean"][:, c], rtol=1e-6)
         mu, sd = saved["norm_mean"][:, None, None], saved["norm_std"][:, None, None]
         for scaling, factors in (("before", np.ones(len(channels))), ("after", np.asarray(scales))):
             direct = _direct((saved["test_mean"] - mu) / sd, saved["test_sigma"] / sd * factors[:, None, None],
                              (saved["test_obs"] - mu) / sd, area, (saved["clim_mean"] - mu) / sd,
                              saved["clim_sigma"] / sd)
             for key, value in direct.items():
-                assert rows[(POOLED, scaling)][key] == pytest.approx(value, rel=1e-9), (scaling, key)
+                assert rows[(POOLED, scaling, "all leads")][key] == pytest.approx(value, rel=1e-9), (scaling, key)
+
+    # the first lead of each ensemble member is one step of that member from the test run's initial GCM state,
+    # computed here from the cube and the member's weights
+    import torch
+
+    from astrohpc.data.cube import LazyCube
+    from astrohpc.studies.parity import _Run
+    from astrohpc.train.export import load_exported
+
+    saved = np.load(ensemble["predictions"])
+    channels = list(saved["channels"])
+    for m, summary in enumerate(ensemble["train_summaries"]):
+        model, info = load_exported(summary["exports"]["best"])
+        meta = read_meta(three_run_cube)
+        lazy = LazyCube(three_run_cube).prepare()
+        try:
+            first = lazy.read(2, 0, 2)[:, list(model.plan.cube_channels)].astype(np.float64)
+        finally:
+            lazy.close()
+        params, static, planet = _Run(info, meta).inputs(2)
+        with torch.no_grad():
+            step = model(torch.from_numpy(first[:1]), torch.from_numpy(first[1:, model.forcing.numpy()]), params,
+                         static, planet)[0].numpy()
+        table = list(model.plan.describe()["channel_names"])
+        for k, c in enumerate(saved["member_channels"]):
+            np.testing.assert_allclose(saved["test_members"][m, 0, k], step[table.index(channels[c])], rtol=1e-6)
 
     with open(folder / "calibration.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 2 * 6 * 2 and {r["reported_on"] for r in table} == {"test"}
-    ts_after = next(r for r in table if (r["method"], r["channel"], r["scaling"]) == ("ensemble", "ts", "after"))
+    # 2 methods × (5 channels × 2 scalings × 3 lead groups + the pooled row before and after)
+    assert len(table) == 2 * (5 * 2 * 3 + 2) and {r["reported_on"] for r in table} == {"test"}
+    key = ("ensemble", "ts", "after", "all leads")
+    ts_after = next(r for r in table if (r["method"], r["channel"], r["scaling"], r["lead"]) == key)
     assert float(ts_after["coverage95"]) == pytest.approx(
-        next(r for r in ensemble["rows"] if (r["channel"], r["scaling"]) == ("ts", "after"))["coverage95"])
+        next(r for r in ensemble["rows"] if (r["channel"], r["scaling"], r["lead"]) == key[1:])["coverage95"])
     saved_json = json.loads((folder / "calibration.json").read_text())
     curve = saved_json["methods"]["mc_dropout"]["curves"][POOLED]["after"]
     assert len(curve["observed"]) == len(saved_json["levels"]) == 19
+    assert len(saved_json["methods"]["ensemble"]["curves"]["ts"]["after"]["rank_histogram"]) == 3  # 2 members
     assert record["verdicts"]["ensemble"]["coverage95_after"] == next(
         r for r in ensemble["rows"] if (r["channel"], r["scaling"]) == (POOLED, "after"))["coverage95"]
+
+
+def test_calibration_of_the_studied_export_reuses_it_and_its_configuration(finished_study, three_run_cube,
+                                                                         tmp_path):
+    """study.model (the parity emulator): its config, seed and split are used; it is the ensemble's first
+    member, the other member is trained with its configuration; MC dropout without dropout retrains."""
+    folder, _ = finished_study
+    ensemble = read_result(folder, 1)
+    studied = ensemble["train_summaries"][0]["exports"]["best"]
+    exported = read_export(studied)
+    # a study config that differs from the export (width 6, 2 epochs, no split): the export's wins
+    cfg = from_dict(Config, {"run": {"root": str(tmp_path), "name": "cal", "seed": 7},
+                             "model": {**EMULATOR, "unet": {"width": 6, "depth": 1}},
+                             "train": {"cube": str(three_run_cube), "epochs": 2},
+                             "study": {"model": studied, "methods": ["mc_dropout", "ensemble"]}}, source="test")
+    tasks = calibration.expand(cfg)
+    by_method = {t["method"]: t for t in tasks}
+    seed = exported["config"]["run"]["seed"]
+    assert by_method["ensemble"]["seeds"] == [seed, seed + 1]
+    assert by_method["ensemble"]["reuse"] == {str(seed): str(Path(studied).resolve())}
+    assert by_method["mc_dropout"]["reuse"] == {} and "trained" in by_method["mc_dropout"]["note"]
+    split = exported["run_split"]
+    assert all((t["validation_runs"], t["test_runs"]) == (split["validation"], split["test"]) for t in tasks)
+    member = calibration.task_config({**by_method["ensemble"], "id": 1}, cfg, tmp_path / "study", seed + 1)
+    assert member.model.unet.width == exported["config"]["model"]["unet"]["width"] == 4
+    assert member.train.epochs == exported["config"]["train"]["epochs"] == 1
+
+    study = plan_study("calibration", from_dict(Config, {**to_dict(cfg), "study": {"model": studied,
+                                                                                   "methods": ["ensemble"]}},
+                                                source="test"))
+    assert [s for _, s, _ in run_local(study)] == ["finished"]
+    res = read_result(study, 0)
+    assert res["train_summaries"][0]["status"] == "reused" and res["reused"] == [str(Path(studied).resolve())]
+    assert res["train_summaries"][1]["status"] == "finished" and res["studied_model"] == studied
+    trained = read_export(res["train_summaries"][1]["exports"]["best"])["config"]
+    assert trained["model"]["unet"] == exported["config"]["model"]["unet"] and trained["run"]["seed"] == seed + 1
 
 
 def test_tiny_climate_calibration_of_a_gaussian_head(three_run_cube, tmp_path):
@@ -242,7 +326,7 @@ def test_tiny_climate_calibration_of_a_gaussian_head(three_run_cube, tmp_path):
         truth = read_export(res["train_summaries"][0]["exports"]["best"])
         assert truth["config"]["model"]["uncertainty"]["method"] == method
         c = list(saved["channels"]).index("ts")
-        after = next(r for r in res["rows"] if (r["channel"], r["scaling"]) == ("ts", "after"))
+        after = next(r for r in res["rows"] if (r["channel"], r["scaling"], r["lead"]) == ("ts", "after", "time mean"))
         scale = metrics.fit_sigma_scale(saved["validation_mean"][:, c], saved["validation_sigma"][:, c],
                                         saved["validation_obs"][:, c], weights=saved["area"])
         assert after["coverage95"] == pytest.approx(metrics.coverage(
@@ -260,11 +344,18 @@ def test_report_section_writes_the_reliability_diagram(finished_study, tmp_path)
     text = report.write().read_text()
     assert (tmp_path / "calibration_reliability.png").stat().st_size > 1000
     assert "Calibration of the predictive uncertainty" in text and "fitted on the validation run(s)" in text
-    assert "| ensemble | ts |" in text and "ECE ≤ 0.034" in text
+    assert "| ensemble | ts | K | all leads |" in text and "ECE ≤ 0.034" in text
+    assert (tmp_path / "calibration_rank_histograms.png").stat().st_size > 1000
+    assert "models trained here" in text and "scored at leads 1–" in text
 
 
 def test_demo_config_loads():
     cfg = load_config(REPO / "configs" / "study" / "calibration_demo.yaml")
     assert cfg.study.methods == ["mc_dropout", "ensemble"] and cfg.model.uncertainty.members == 3
-    assert cfg.train.epochs <= 2 and cfg.train.test_runs and cfg.train.validation_runs
+    # the parity emulator's export and the configuration it was trained with (configs/train/demo.yaml)
+    parity = load_config(REPO / "configs" / "study" / "parity_demo.yaml")
+    assert cfg.study.model == parity.study.model
+    train = load_config(REPO / "configs" / "train" / "demo.yaml")
+    assert (cfg.model.unet, cfg.train.epochs, cfg.train.test_runs) == (train.model.unet, train.train.epochs,
+                                                                        train.train.test_runs)
     assert calibration.chosen_methods(cfg) == ["mc_dropout", "ensemble"]

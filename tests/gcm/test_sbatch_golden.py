@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from astrohpc.config import load_config
 from astrohpc.gcm.sweep_slurm import array_chunks, render_aggregate, render_spinup, render_task_array
+from astrohpc.launch.profiles import load_job_config
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -28,7 +28,7 @@ def _check(name: str, text: str) -> None:
 
 @pytest.fixture
 def demo_cfg():
-    return load_config(REPO / "configs" / "gcm" / "demo.yaml")
+    return load_job_config(REPO / "configs" / "gcm" / "demo.yaml", cluster="local")  # the profile of a submission
 
 
 def test_task_array_matches_golden(demo_cfg):

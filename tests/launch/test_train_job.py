@@ -188,7 +188,8 @@ def test_preempted_srun_job_requeues_and_resumes_bit_identical(physics_cube, slu
     assert summary["status"] == "finished" and summary["step"] == 40
     assert summary["distributed"]["world_size"] == 2 and summary["distributed"]["launcher"] == "slurm"
     log = "".join(p.read_text() for p in (run / "logs").glob("*.out"))
-    assert "restart 1" in log, log[-2000:]
+    assert "restart 1" in log and "requeueing job" in log and "from the batch shell" in log, log[-2000:]
+    assert not (run / "requeue-request").exists()
     steps = [int(line.split(",")[0]) for line in train_csv.read_text().splitlines()[1:]]
     assert steps == list(range(1, 41))
 

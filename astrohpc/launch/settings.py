@@ -14,11 +14,14 @@ class SlurmSettings:
     `{"mail-type": "END"}`); they are checked against the list render_sbatch accepts.
     `setup` lines run in the job before the command (e.g. `module load openmpi`).
 
-    Training jobs (`astrohpc submit train`) also read:
-    nodes; gpus_per_node (G > 0: one srun task per GPU, `--ntasks-per-node=G --gpus-per-node=G`);
-    ntasks_per_node (CPU ranks per node when G = 0); container (an Apptainer image every task
-    runs in, `apptainer exec --nv`), binds (its bind mounts, `src[:dst[:opts]]`); env (variables
-    exported in the job, e.g. NCCL_SOCKET_IFNAME, NCCL_IB_HCA).
+    Every job (training, sweep, study) reads: container (an Apptainer image its command runs in,
+    `apptainer exec`, with --nv where it has GPUs), binds (its bind mounts, `src[:dst[:opts]]`;
+    every folder the job reads or writes, at the same path), env (variables exported in the job,
+    e.g. NCCL_SOCKET_IFNAME, NCCL_IB_HCA). Training jobs (`astrohpc submit train`) also read the
+    layout: nodes; gpus_per_node (G > 0: one srun task per GPU, `--ntasks-per-node=G
+    --gpus-per-node=G`); ntasks_per_node (CPU ranks per node when G = 0). Study tasks take one GPU
+    when G > 0; GCM sweep tasks none. Profiles: configs/cluster/, chosen at submission
+    (astrohpc.launch.profiles).
     """
 
     partition: Optional[str] = None

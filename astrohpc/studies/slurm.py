@@ -49,7 +49,7 @@ def render_study(cfg: Any, study_dir: Path, todo: list[int], kind: str, max_size
             env={**env, OFFSET_VARIABLE: str(chunk["offset"])}, job_name=f"study-{kind}-{cfg.run.name}",
             array=array, output=f"{study_dir}/logs/task-%A_%a.out", **_options(cfg, gpus))
         if tasks_placeholder:
-            text = text.replace(f"#SBATCH --array={array}\n", f"#SBATCH --array=<{tasks_placeholder}>\n")
+            text = text.replace(f"#SBATCH --array={chunk['array']}", f"#SBATCH --array=<{tasks_placeholder}>", 1)
             chunk = {**chunk, "tasks": [], "array": f"<{tasks_placeholder}>"}
         arrays.append((chunk, text))
     aggregate = render_sbatch(

@@ -26,8 +26,8 @@ TEMPLATE = "study_task.sbatch"
 
 def _options(cfg: Any, gpus: bool = False) -> dict[str, Any]:
     s = cfg.slurm
-    return {"mem": s.mem, "cpus_per_task": s.cpus_per_task, "ntasks": 1,
-            "gpus_per_node": 1 if gpus and s.gpus_per_node else None, **s.site_options()}
+    return {"mem": s.mem, "cpus_per_task": s.cpus_per_task, "ntasks": 1, "gpus_per_node": 1 if gpus else None,
+            **s.site_options()}
 
 
 def render_study(cfg: Any, study_dir: Path, todo: list[int], kind: str, max_size: Optional[int] = None,

@@ -65,6 +65,10 @@ def _study(args: argparse.Namespace) -> int:
     from astrohpc.studies.execute import aggregate_study, plan_study, run_local, run_task, study_dir_of
     from astrohpc.studies.tasks import status
 
+    if args.task_id is not None and not args.local:
+        from astrohpc.errors import ConfigError
+
+        raise ConfigError(f"--task-id {args.task_id} runs one task here: use it with --local")
     cfg = load_job_config(args.config, args.overrides, args.cluster, getattr(args, "bind", None) or [])
     _absolute(cfg)
     if args.dry_run:

@@ -4,6 +4,7 @@ breaks when the fields are scrambled."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from astrohpc.physics.energy import column_energy, energy_budget_residual, toa_energy_balance, toa_net_flux
@@ -18,11 +19,41 @@ SHUFFLE = [3, 7, 0, 9, 5, 1, 8, 2, 6, 4]
 
 
 
-def test_hydrostatic_residual_small_on_gcm_fields_large_when_shuffled(cube_steps):
+def test_hydrostatic_residual_of_an_isothermal_column_in_closed_form(small_grid):
+    """zg of an isothermal dry column written in closed form — the sum over the layers below of
+    R T ln(σ_{j+1/2}/σ_{j−1/2}) telescopes to −R T ln σ_{k+1/2}, plus α_k R T (α in closed form) — not
+    through astrohpc's integration: the residual is rounding; zg raised by Δ at one inner level puts
+    −Δ and +Δ in the two layers it bounds, an RMS of Δ·sqrt(2/lev) over the levels."""
+    from astrohpc.physics.constants import PlanetConstants
+
+    half = small_grid.sigma_half.numpy()
+    lev, (nlat, nlon) = len(half) - 1, small_grid.area_weight.shape
+    R, g, T, sg = 287.0, 9.81, 250.0, 500.0  # J kg-1 K-1, m s-2, K, m2 s-2
+    upper, lower = half[:-1], half[1:]
+    alpha = np.full(lev, np.log(2.0))  # Simmons & Burridge 1981: ln 2 in the top layer (σ = 0 above it)
+    inner = upper > 0
+    alpha[inner] = 1.0 - upper[inner] / (lower[inner] - upper[inner]) * np.log(lower[inner] / upper[inner])
+    zg = sg / g + R * T / g * (alpha - np.log(lower))  # [lev], top -> bottom
+
+    def field(column):
+        return torch.tensor(np.broadcast_to(column[:, None, None], (lev, nlat, nlon)))[None]
+    state = {"zg": field(zg), "ta": field(np.full(lev, T)), "hus": field(np.zeros(lev)),
+             "sg": torch.full((1, nlat, nlon), sg, dtype=torch.float64)}
+    planet = PlanetConstants(6.371e6, torch.tensor([g], dtype=torch.float64), torch.tensor([R], dtype=torch.float64),
+                             torch.tensor([1004.0], dtype=torch.float64))
+    assert float(hydrostatic_residual(state, small_grid, planet)[0]) < 1e-9  # m: float64 rounding of ~1e4 m
+    delta = 10.0  # m
+    raised = zg.copy()
+    raised[2] += delta
+    residual = hydrostatic_residual({**state, "zg": field(raised)}, small_grid, planet)
+    assert float(residual[0]) == pytest.approx(delta * np.sqrt(2.0 / lev), rel=1e-9)
+
+
+def test_hydrostatic_residual_large_when_shuffled(cube_steps):
+    """(The cube's own zg was derived with the same discretisation, so its small residual is no test;
+    tests/data/test_training_cube.py checks that zg against the hypsometric equation instead.)"""
     s, grid, planet = cube_steps.before, cube_steps.grid, cube_steps.planet
-    own = hydrostatic_residual(s, grid, planet)
-    assert own.shape == (8,)
-    assert float(own.max()) < 1.0  # m (float32 rounding of zg: ~3e-4 m)
+    assert hydrostatic_residual(s, grid, planet).shape == (8,)
     for name in ("zg", "ta"):
         scrambled = {**s, name: s[name][:, SHUFFLE]}
         assert float(hydrostatic_residual(scrambled, grid, planet).min()) > 100.0, name

@@ -250,7 +250,7 @@ def write_cube(runs: list[RunInput], output: Path, settings: DataSettings, extra
                     static.setdefault(name, np.full((n_run, n_lat, n_lon), np.nan))[r] = values
                 log.info("run %d/%d (%s): %d steps", r + 1, n_run, runs[r].name, t0)
             _write_coordinates(f, ref, lat_bnds, n_lon)
-            f.create_dataset(schema.TIME, data=time).attrs.update(schema.CF_TIME)
+            f.create_dataset(schema.TIME_DAYS, data=time).attrs.update(schema.CF_TIME)
             f.create_dataset(schema.SOURCE_TIME, data=source_time).attrs[
                 "long_name"] = "time of each step as stored in the source (units per run in source_time_units)"
             f.create_dataset(schema.SOURCE_TIME_UNITS, data=_string_column(time_units))
@@ -291,7 +291,48 @@ def write_cube(runs: list[RunInput], output: Path, settings: DataSettings, extra
                 "levels": schema.parse_levels(settings.levels).text, "provenance": json.dumps(provenance, default=str),
                 "grid_max_abs_diff_deg": plan.grid_diff_deg,
             })
+            _write_dimensions(f, [r.name for r in runs], channels, n_time, len(sources_rows))
     return output
+
+
+def _write_dimensions(f, run_names: list[str], channels: list, n_time: int, n_files: int) -> None:
+    """Dimension scales and CF coordinates, then every dataset attached to its dimensions
+    (`cube_dims`), so that xarray (engine h5netcdf) sees named dimensions and coordinates."""
+    from astrohpc.data.cube import channel_label
+
+    run = f.create_dataset(schema.RUN, data=_string_column(run_names))
+    run.attrs.update(schema.CF_RUN)
+    time = f.create_dataset(schema.TIME, data=np.arange(n_time, dtype=np.int64))
+    time.attrs.update(schema.CF_TIME_INDEX)
+    channel = f.create_dataset(schema.CHANNEL, data=_string_column(channel_label(c.variable, c.level)
+                                                                   for c in channels))
+    channel.attrs.update(schema.CF_CHANNEL)
+    f.create_dataset(schema.CHANNEL_UNITS, data=_string_column(c.units for c in channels)).attrs[
+        "long_name"] = "units of each channel"
+    f.create_dataset(schema.CHANNEL_STANDARD_NAME, data=_string_column(
+        schema.CF_STANDARD_NAMES.get(c.variable, "") for c in channels)).attrs[
+        "long_name"] = "CF standard name of each channel's variable (empty: none fits)"
+    for name in (schema.RUN, schema.TIME, schema.CHANNEL, schema.LAT, schema.LON):
+        f[name].make_scale(name)
+    schema.netcdf_dimension(f, schema.BNDS_DIM, 2)
+    schema.netcdf_dimension(f[schema.SOURCES_GROUP], schema.FILE_DIM, n_files)
+    vertical = f[schema.VERTICAL_GROUP]
+    if len(vertical):
+        schema.netcdf_dimension(vertical, schema.INTERFACE_DIM, next(iter(vertical.values())).shape[0])
+    fields = f[schema.FIELDS]
+    fields.attrs["coordinates"] = " ".join((schema.TIME_DAYS, schema.CHANNEL_UNITS, schema.CHANNEL_STANDARD_NAME))
+    datasets: list[str] = []
+    f.visititems(lambda name, obj: datasets.append(name) if hasattr(obj, "dtype") else None)
+    for name in datasets:
+        dims = schema.cube_dims(name)
+        if dims is not None:
+            schema.attach_dims(f[name], [f[_dimension_path(name, d)] for d in dims])
+
+
+def _dimension_path(dataset: str, dim: str) -> str:
+    """The scale of dimension `dim` seen from `dataset`: in its own group if defined there, else the root."""
+    local = {schema.FILE_DIM: schema.SOURCES_GROUP, schema.INTERFACE_DIM: schema.VERTICAL_GROUP}
+    return f"{local[dim]}/{dim}" if dim in local else dim
 
 
 def _write_static(f, static: dict[str, np.ndarray], ref: SourceInfo) -> None:
@@ -303,6 +344,8 @@ def _write_static(f, static: dict[str, np.ndarray], ref: SourceInfo) -> None:
     for name, values in static.items():
         dset = group.create_dataset(name, data=values)
         dset.attrs.update({"units": units[name][0], "long_name": units[name][1]})
+        if name in schema.CF_STANDARD_NAMES:
+            dset.attrs["standard_name"] = schema.CF_STANDARD_NAMES[name]
 
 
 def _write_vertical(f, ref: SourceInfo) -> None:
@@ -311,6 +354,7 @@ def _write_vertical(f, ref: SourceInfo) -> None:
     if ref.sigma_half is not None:
         dset = group.create_dataset("sigma_half", data=ref.sigma_half)
         dset.attrs.update({"long_name": "sigma at the model's layer interfaces, top (0) to surface (1)", "units": "1",
+                           "standard_name": "atmosphere_sigma_coordinate", "positive": "down",
                            "source": "recovered from the full levels (their midpoints, PlaSim's convention)"})
     if ref.hybrid_interfaces is not None:
         for key in ("hyai", "hybi"):
@@ -324,7 +368,8 @@ def _write_coordinates(f, ref: SourceInfo, lat_bnds: np.ndarray, n_lon: int) -> 
     lat.attrs.update(schema.CF_LAT)
     lon = f.create_dataset(schema.LON, data=ref.orient.lon)
     lon.attrs.update(schema.CF_LON)
-    f.create_dataset(schema.LAT_BNDS, data=lat_bnds).attrs["units"] = "degrees_north"
+    f.create_dataset(schema.LAT_BNDS, data=lat_bnds).attrs.update({"units": "degrees_north",
+                                                                   "long_name": "latitude cell bounds"})
     weights = f.create_dataset(schema.AREA_WEIGHT, data=area_weights(lat_bnds, n_lon))
     weights.attrs.update(schema.CF_AREA)
     from astrohpc.data.grid import is_gaussian

@@ -254,7 +254,7 @@ def read_meta(path: str | Path, stats: bool = True) -> CubeMeta:
         meta = CubeMeta(Path(path), tuple(f[schema.FIELDS].shape), f[schema.TIME_COUNT][()],
                         names(table["variable"][()]), table["level"][()], names(table["level_kind"][()]),
                         names(table["units"][()]), None, cube_id, names(f[schema.RUN_NAME][()]),
-                        f[schema.TIME][()], f[schema.TIME_STEP][()], f[schema.LAT][()], f[schema.LON][()],
+                        f[schema.time_days_path(f)][()], f[schema.TIME_STEP][()], f[schema.LAT][()], f[schema.LON][()],
                         f[schema.AREA_WEIGHT][()], _read_params(f), static, static_units, vertical)
     finally:
         f.close()

@@ -13,10 +13,13 @@ from typing import Optional
 from astrohpc.errors import DataError
 
 SCHEMA_NAME = "astrohpc-datacube"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 # 1.1: time in days since the run's start + the model step, static/ fields, vertical/ interfaces,
 # cube_id; statistics in a sidecar file. Older cubes are refused with "reconvert".
-READABLE_VERSIONS = ("1.1",)
+# 1.2: HDF5 dimension scales and CF attributes, so that xarray (engine h5netcdf) opens the cube with
+# named dimensions and coordinates; the days of each step moved from `time` to `time_days`, `time`
+# being the time dimension's coordinate. 1.1 cubes are still read (xarray sees no dimensions there).
+READABLE_VERSIONS = ("1.1", "1.2")
 
 # fields[run, time, channel, lat, lon] float32; one chunk = one time step of one run.
 FIELDS = "fields"
@@ -30,7 +33,9 @@ LEVEL_KINDS = ("surface", "sigma", "hybrid", "pressure")
 
 # Coordinates and grid.
 LAT, LON, LAT_BNDS, AREA_WEIGHT = "lat", "lon", "lat_bnds", "area_weight"
-TIME, TIME_COUNT = "time", "time_count"  # time: [run, time] float64 days since the run's start
+# time_days: [run, time] float64 days since the run's start (schema 1.1 kept it at `time`: see
+# `time_days_path`); time: [time] int64 the step index, the time dimension's coordinate (1.2)
+TIME, TIME_DAYS, TIME_COUNT = "time", "time_days", "time_count"
 SOURCE_TIME, SOURCE_TIME_UNITS = "source_time", "source_time_units"  # as stored in the GCM files
 TIME_STEP = "time_step_s"  # [run] the GCM's integration step in seconds (NaN: unknown)
 STATIC_GROUP = "static"  # static/<name>: [run, lat, lon] float64 (surface geopotential, land mask)
@@ -50,11 +55,37 @@ STATS_SCHEMA = "astrohpc-datacube-stats"
 STATS_QUANTITIES = ("count", "mean", "std", "min", "max")
 STATS_PARTS = ("fields", "diffs")  # x, and x[t+1] - x[t] within a run
 
+# Dimension scales (1.2): the FIELDS_DIMS are root datasets of these names (run: the run names,
+# channel: the channel labels 'variable' or 'variable@level', time: the step index, lat, lon); the
+# others are dimensions without values (netCDF's "dimension but not a variable").
+RUN, CHANNEL = "run", "channel"
+BNDS_DIM = "bnds"  # lat_bnds [lat, bnds]
+FILE_DIM = "file"  # sources/* [file]
+INTERFACE_DIM = "interface"  # vertical/* [interface]: the model's layer interfaces, top to surface
+# xarray's view of the channel table at the root: per-channel units and standard names as
+# auxiliary coordinates of `channel` (fields mixes variables, so no one `units` attribute fits it)
+CHANNEL_UNITS, CHANNEL_STANDARD_NAME = "channel_units", "channel_standard_name"
+
 CF_LAT = {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north", "axis": "Y",
           "bounds": LAT_BNDS}
 CF_LON = {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east", "axis": "X"}
-CF_TIME = {"standard_name": "time", "long_name": "time since the start of the run", "units": "days since run start",
-           "calendar": "none", "axis": "T"}
+# "days", not "days since run start": xarray refuses to open a file whose reference time is no date
+CF_TIME = {"standard_name": "time", "long_name": "time since the start of the run", "units": "days"}
+CF_TIME_INDEX = {"long_name": "output step within the run (its days since the run's start: time_days)",
+                 "units": "1", "axis": "T"}
+CF_RUN = {"long_name": "run (GCM run folder or file stem)"}
+CF_CHANNEL = {"long_name": "channel: variable, or variable@level for one level of a 3-D variable"}
+# CF standard names of canonical variable names, where one fits the meaning (signs: docs/datacube.md;
+# ExoPlaSim's TOA fluxes are positive down, which no standard name describes, so they have none)
+CF_STANDARD_NAMES = {
+    "ts": "surface_temperature", "tas": "air_temperature", "ta": "air_temperature", "ps": "surface_air_pressure",
+    "ua": "eastward_wind", "va": "northward_wind", "wap": "lagrangian_tendency_of_air_pressure",
+    "hus": "specific_humidity", "zg": "geopotential_height", "pr": "lwe_precipitation_rate",
+    "prw": "atmosphere_mass_content_of_water_vapor", "sic": "sea_ice_area_fraction",
+    "rsdt": "toa_incoming_shortwave_flux", "rss": "surface_net_downward_shortwave_flux",
+    "rls": "surface_net_downward_longwave_flux", "hfss": "surface_downward_sensible_heat_flux",
+    "hfls": "surface_downward_latent_heat_flux", "sg": "surface_geopotential", "lsm": "land_binary_mask",
+}
 CF_TIME_STEP = {"long_name": "integration time step of the GCM", "units": "s"}
 CF_AREA = {"long_name": "fraction of the sphere's area in each cell (sums to 1)", "units": "1",
            "cell_methods": "area: sum"}
@@ -96,6 +127,49 @@ def stats_path(cube) -> Path:
 
     cube = Path(cube)
     return cube.with_name(cube.name[: -len(cube.suffix)] + STATS_SUFFIX if cube.suffix else cube.name + STATS_SUFFIX)
+
+
+# The dimensions of every dataset of a 1.2 cube, by path (groups: every dataset in them).
+CUBE_DIMS = {
+    FIELDS: FIELDS_DIMS, TIME_DAYS: (RUN, TIME), SOURCE_TIME: (RUN, TIME), SOURCE_TIME_UNITS: (RUN,),
+    TIME_STEP: (RUN,), TIME_COUNT: (RUN,), LAT_BNDS: (LAT, BNDS_DIM), AREA_WEIGHT: (LAT, LON),
+    CHANNEL_UNITS: (CHANNEL,), CHANNEL_STANDARD_NAME: (CHANNEL,), RUN_NAME: (RUN,),
+}
+GROUP_DIMS = {CHANNEL_GROUP: (CHANNEL,), RUN_PARAMS_GROUP: (RUN,), STATIC_GROUP: (RUN, LAT, LON),
+              SOURCES_GROUP: (FILE_DIM,), VERTICAL_GROUP: (INTERFACE_DIM,)}
+SCALES = (RUN, TIME, CHANNEL, LAT, LON, BNDS_DIM, f"{SOURCES_GROUP}/{FILE_DIM}", f"{VERTICAL_GROUP}/{INTERFACE_DIM}")
+
+
+def cube_dims(path: str) -> Optional[tuple[str, ...]]:
+    """The dimension names of the cube's dataset at `path` ('channels/units'); None for a dimension
+    scale itself. ValueError for a dataset the schema does not know (add it to CUBE_DIMS)."""
+    path = path.strip("/")
+    if path in SCALES:
+        return None
+    if path in CUBE_DIMS:
+        return CUBE_DIMS[path]
+    group = path.rpartition("/")[0]
+    if group in GROUP_DIMS:
+        return GROUP_DIMS[group]
+    raise ValueError(f"datacube schema: no dimensions declared for dataset {path!r} (astrohpc/data/schema.py)")
+
+
+def time_days_path(f) -> str:
+    """Where an open cube keeps the days of each step, [run, time]: `time_days` (1.2), `time` (1.1)."""
+    return TIME if str(f.attrs.get("schema_version")) == "1.1" else TIME_DAYS
+
+
+def netcdf_dimension(f, name: str, size: int):
+    """A dimension scale `name` of `size` without values (netCDF's "dimension but not a variable")."""
+    dset = f.create_dataset(name, shape=(size,), dtype="f4")
+    dset.make_scale(f"This is a netCDF dimension but not a netCDF variable.{size:10d}")
+    return dset
+
+
+def attach_dims(dset, scales) -> None:
+    """Attach one dimension scale per axis of `dset` (h5py datasets, in axis order)."""
+    for axis, scale in enumerate(scales):
+        dset.dims[axis].attach_scale(scale)
 
 
 def decode_strings(values) -> list[str]:

@@ -135,7 +135,7 @@ def write_spectra(cube_path: str | Path, n_bins: int = 16, *, low_cm: float = 10
     values = compute_spectra(cube_path, edges, grey, points)
     with open_file(cube_path) as f:
         cube_id = str(f.attrs.get("cube_id", ""))
-        time_days = f[schema.TIME][()]
+        time_days = f[schema.time_days_path(f)][()]
     target = spectra_path(cube_path)
     with atomic_path(target) as tmp:
         with h5py.File(tmp, "w") as out:

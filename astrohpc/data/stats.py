@@ -172,25 +172,32 @@ def write_stats(path: str | Path, stats: dict[str, Any], extra: Optional[dict] =
     import h5py
 
     from astrohpc.atomic_write import atomic_path
-    from astrohpc.data.cube import open_file
+    from astrohpc.data.cube import read_meta
     from astrohpc.provenance import collect
 
     path = Path(path)
-    with open_file(path) as f:
-        cube_id = str(f.attrs.get("cube_id", ""))
+    meta = read_meta(path, stats=False)
     target = schema.stats_path(path)
     with atomic_path(target) as tmp:
         with h5py.File(tmp, "w") as out:
+            channel, run = _write_stats_coordinates(out, meta)
             for part in schema.STATS_PARTS:
                 group = out.create_group(part)
                 runs = out.create_group(f"runs/{part}")
                 for quantity in schema.STATS_QUANTITIES:
-                    group.create_dataset(quantity, data=np.asarray(stats[part][quantity], dtype=np.float64))
-                    runs.create_dataset(quantity, data=np.asarray(stats["runs"][part][quantity], dtype=np.float64))
+                    dset = group.create_dataset(quantity, data=np.asarray(stats[part][quantity], dtype=np.float64))
+                    dset.attrs.update(_stats_attrs(part, quantity, stats["weighting"], "every run"))
+                    schema.attach_dims(dset, [channel])
+                    dset = runs.create_dataset(quantity, data=np.asarray(stats["runs"][part][quantity],
+                                                                         dtype=np.float64))
+                    dset.attrs.update(_stats_attrs(part, quantity, stats["weighting"], "each run"))
+                    schema.attach_dims(dset, [run, channel])
             out["diffs"].attrs["long_name"] = "statistics of x[t+1] - x[t] within each run"
             out["runs"].attrs["long_name"] = "the same per run: [run, channel]"
             out.attrs.update({
-                "schema": schema.STATS_SCHEMA, "cube": path.name, "cube_id": cube_id,
+                "schema": schema.STATS_SCHEMA, "cube": path.name, "cube_id": meta.cube_id, "Conventions": "CF-1.8",
+                # xarray: channel_units is a coordinate (of the root; open_datatree shows the groups)
+                "coordinates": schema.CHANNEL_UNITS,
                 "std": "population", "weighting": stats["weighting"],
                 "weighting_long": ("cell area (area_weight)" if stats["weighting"] == "area"
                                    else "none (every grid cell counts once)"),
@@ -198,6 +205,33 @@ def write_stats(path: str | Path, stats: dict[str, Any], extra: Optional[dict] =
                 "provenance": json.dumps(collect(extra=extra), default=str),
             })
     return target
+
+
+def _write_stats_coordinates(out, meta: Any) -> tuple[Any, Any]:
+    """The sidecar's dimension scales `channel` and `run` (the cube's labels and run names) and the
+    channels' units: xarray.open_datatree(SIDECAR, engine="h5netcdf") labels every group with them."""
+    import h5py
+
+    strings = h5py.string_dtype()
+    channel = out.create_dataset(schema.CHANNEL, data=np.array(meta.channel_names, dtype=strings))
+    channel.attrs.update(schema.CF_CHANNEL)
+    channel.make_scale(schema.CHANNEL)
+    run = out.create_dataset(schema.RUN, data=np.array(meta.run_names, dtype=strings))
+    run.attrs.update(schema.CF_RUN)
+    run.make_scale(schema.RUN)
+    units = out.create_dataset(schema.CHANNEL_UNITS, data=np.array(meta.units, dtype=strings))
+    units.attrs["long_name"] = "units of each channel: those of its mean, std, min and max"
+    schema.attach_dims(units, [channel])
+    return channel, run
+
+
+def _stats_attrs(part: str, quantity: str, weighting: str, over: str) -> dict[str, str]:
+    """CF attributes of one statistic: count has units 1; the others those of each channel (channel_units)."""
+    what = "x" if part == "fields" else "x[t+1] - x[t]"
+    weighted = "area-weighted " if weighting == "area" and quantity in ("mean", "std") else ""
+    if quantity == "count":
+        return {"long_name": f"number of valid values of {what} over {over}", "units": "1"}
+    return {"long_name": f"{weighted}{quantity} of {what} of each channel over {over} (units: channel_units)"}
 
 
 def read_stats(path: str | Path, cube_id: str) -> Optional[dict[str, Any]]:

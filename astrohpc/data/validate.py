@@ -69,7 +69,8 @@ def check_cube(f, path: Path) -> None:
         raise DataError(f"{path}: datacube schema {version}, this astrohpc reads {', '.join(schema.READABLE_VERSIONS)} "
                         "(time in days, static fields, run parameters); reconvert it from the GCM output with "
                         "`astrohpc data convert` (or `astrohpc gcm aggregate SWEEP_DIR`)")
-    for name in (schema.FIELDS, schema.LAT, schema.LON, schema.TIME, schema.TIME_COUNT, schema.TIME_STEP,
+    days = schema.time_days_path(f)
+    for name in (schema.FIELDS, schema.LAT, schema.LON, days, schema.TIME_COUNT, schema.TIME_STEP,
                  schema.AREA_WEIGHT, schema.RUN_NAME, schema.CHANNEL_GROUP):
         if name not in f:
             raise DataError(f"{path}: missing '{name}' — incomplete or damaged cube; reconvert")
@@ -83,6 +84,8 @@ def check_cube(f, path: Path) -> None:
     lat, lon = f[schema.LAT][()], f[schema.LON][()]
     if n_lat > 1 and not np.all(np.diff(lat) > 0) or n_lon > 1 and not np.all(np.diff(lon) > 0):
         raise DataError(f"{path}: coordinates not strictly increasing (cube must be south->north, 0-360)")
+    if f[days].shape != (n_run, n_time):
+        raise DataError(f"{path}: '{days}' shape {f[days].shape} does not match fields {fields.shape}; reconvert")
     counts = f[schema.TIME_COUNT][()]
     if counts.shape != (n_run,) or np.any(counts > n_time) or np.any(counts < 1):
         raise DataError(f"{path}: time_count {counts} inconsistent with fields {fields.shape}")

@@ -42,8 +42,8 @@ def test_snapshots_convert_south_to_north_with_units_and_planet(smoke_gcm_run, t
         assert f["source_time_units"][0].decode() == "timesteps"
         np.testing.assert_array_equal(f["source_time"][0], ds["time"][:])
         # daily snapshots: days 1..5 since the run's start, 45-minute model steps
-        np.testing.assert_array_equal(f["time"][0], np.arange(1, ds["time"].size + 1))
-        assert f["time"].attrs["units"] == "days since run start" and f["time_step_s"][0] == 2700.0
+        np.testing.assert_array_equal(f["time_days"][0], np.arange(1, ds["time"].size + 1))
+        assert f["time_days"].attrs["units"] == "days" and f["time_step_s"][0] == 2700.0
         for key, value in summary["planet"].items():
             if isinstance(value, float):
                 assert f[f"runs/params/{key}"][0] == value

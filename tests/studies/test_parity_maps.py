@@ -45,3 +45,23 @@ def test_maps_of_an_older_study_are_read_from_npz(tmp_path):
     assert list(ds["source"].values) == ["gcm", "surrogate", "climatology"]
     np.testing.assert_array_equal(ds["rlut"].sel(source="surrogate").values, gcm[1] + 1.0)
     assert read_maps(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_the_report_draws_the_maps_of_new_and_older_studies(tmp_path, legacy):
+    from astrohpc.analysis.markdown import MarkdownReport
+    from astrohpc.analysis.parity_report import _plot_maps
+    from astrohpc.studies.parity_maps import maps_dataset, write_maps
+    from astrohpc.studies.tasks import task_dir
+
+    names, units, gcm, means, lat, lon = _maps()
+    folder = task_dir(tmp_path / "study", 0)
+    if legacy:
+        folder.mkdir(parents=True)
+        np.savez(folder / "maps.npz", channels=np.asarray(names), gcm=gcm, lat=lat, lon=lon,
+                 **{f"method_{m}": np.broadcast_to(f, gcm.shape) for m, f in means.items()})
+    else:
+        write_maps(folder / "maps.nc", maps_dataset(names, units, gcm, means, lat, lon))
+    report = MarkdownReport(tmp_path / "report", "parity")
+    _plot_maps(report, tmp_path / "study", [{"run": "r1", "channels": names, "units": units}], [0])
+    assert [p.name for p in report.figures] == ["parity_maps.png"] and report.figures[0].stat().st_size > 0

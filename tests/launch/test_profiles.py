@@ -71,3 +71,19 @@ def test_binds_must_show_every_path_at_the_same_place(monkeypatch):
     problems = preflight(settings(account="p", container="docker://org/astrohpc:1"), {"train.cube": None},
                          ["/project/runs/t"])
     assert len(problems) == 1 and "slurm.binds=[/project/runs/t]" in problems[0]
+
+
+def test_demo_configs_do_not_hard_wire_a_cluster_profile():
+    """Every config tools/demo.sh runs takes its profile at submission (--cluster), so that the same
+    config submits to a500 without a trace of local.yaml."""
+    import re
+    from pathlib import Path
+
+    from astrohpc.launch.profiles import extended_profiles
+
+    repo = Path(__file__).resolve().parents[2]
+    demo = (repo / "tools" / "demo.sh").read_text()
+    configs = sorted(set(re.findall(r"configs/(?:gcm|train|study)/[\w.-]+\.yaml", demo)))
+    assert len(configs) >= 8
+    wired = {c: [p.name for p in extended_profiles(repo / c)] for c in configs}
+    assert {c: p for c, p in wired.items() if p} == {}, "drop their 'extends: ../cluster/...' entries"

@@ -3,13 +3,15 @@ the pre-flight checks find what would fail only after the wait in the queue."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from astrohpc.errors import ConfigError
 from astrohpc.launch.preflight import bound_at_same_path, preflight
-from astrohpc.launch.profiles import choose_profile, load_job_config
+from astrohpc.launch.profiles import choose_profile, extended_profiles, load_job_config
 
 
 @pytest.fixture
@@ -76,11 +78,6 @@ def test_binds_must_show_every_path_at_the_same_place(monkeypatch):
 def test_demo_configs_do_not_hard_wire_a_cluster_profile():
     """Every config tools/demo.sh runs takes its profile at submission (--cluster), so that the same
     config submits to a500 without a trace of local.yaml."""
-    import re
-    from pathlib import Path
-
-    from astrohpc.launch.profiles import extended_profiles
-
     repo = Path(__file__).resolve().parents[2]
     demo = (repo / "tools" / "demo.sh").read_text()
     configs = sorted(set(re.findall(r"configs/(?:gcm|train|study)/[\w.-]+\.yaml", demo)))

@@ -314,11 +314,11 @@ def _write_dimensions(f, run_names: list[str], channels: list, n_time: int, n_fi
         "long_name"] = "CF standard name of each channel's variable (empty: none fits)"
     for name in (schema.RUN, schema.TIME, schema.CHANNEL, schema.LAT, schema.LON):
         f[name].make_scale(name)
-    schema.netcdf_dimension(f, schema.BNDS_DIM, 2)
-    schema.netcdf_dimension(f[schema.SOURCES_GROUP], schema.FILE_DIM, n_files)
+    schema.netcdf_dimension(f, schema.SCALES[schema.BNDS_DIM], 2)
+    schema.netcdf_dimension(f, schema.SCALES[schema.FILE_DIM], n_files)
     vertical = f[schema.VERTICAL_GROUP]
     if len(vertical):
-        schema.netcdf_dimension(vertical, schema.INTERFACE_DIM, next(iter(vertical.values())).shape[0])
+        schema.netcdf_dimension(f, schema.SCALES[schema.INTERFACE_DIM], next(iter(vertical.values())).shape[0])
     fields = f[schema.FIELDS]
     fields.attrs["coordinates"] = " ".join((schema.TIME_DAYS, schema.CHANNEL_UNITS, schema.CHANNEL_STANDARD_NAME))
     datasets: list[str] = []
@@ -326,13 +326,7 @@ def _write_dimensions(f, run_names: list[str], channels: list, n_time: int, n_fi
     for name in datasets:
         dims = schema.cube_dims(name)
         if dims is not None:
-            schema.attach_dims(f[name], [f[_dimension_path(name, d)] for d in dims])
-
-
-def _dimension_path(dataset: str, dim: str) -> str:
-    """The scale of dimension `dim` seen from `dataset`: in its own group if defined there, else the root."""
-    local = {schema.FILE_DIM: schema.SOURCES_GROUP, schema.INTERFACE_DIM: schema.VERTICAL_GROUP}
-    return f"{local[dim]}/{dim}" if dim in local else dim
+            schema.attach_dims(f[name], [f[schema.SCALES[d]] for d in dims])
 
 
 def _write_static(f, static: dict[str, np.ndarray], ref: SourceInfo) -> None:

@@ -75,16 +75,15 @@ CF_TIME_INDEX = {"long_name": "output step within the run (its days since the ru
                  "units": "1", "axis": "T"}
 CF_RUN = {"long_name": "run (GCM run folder or file stem)"}
 CF_CHANNEL = {"long_name": "channel: variable, or variable@level for one level of a 3-D variable"}
-# CF standard names of canonical variable names, where one fits the meaning (signs: docs/datacube.md;
-# ExoPlaSim's TOA fluxes are positive down, which no standard name describes, so they have none)
+# CF standard names of canonical variable names, where one fits whatever model the cube came from.
+# Net fluxes have none: their sign is the source model's (ExoPlaSim: positive down, docs/datacube.md;
+# CMIP-style files: hfss, rlut positive up), and the converter keeps it.
 CF_STANDARD_NAMES = {
     "ts": "surface_temperature", "tas": "air_temperature", "ta": "air_temperature", "ps": "surface_air_pressure",
     "ua": "eastward_wind", "va": "northward_wind", "wap": "lagrangian_tendency_of_air_pressure",
     "hus": "specific_humidity", "zg": "geopotential_height", "pr": "lwe_precipitation_rate",
     "prw": "atmosphere_mass_content_of_water_vapor", "sic": "sea_ice_area_fraction",
-    "rsdt": "toa_incoming_shortwave_flux", "rss": "surface_net_downward_shortwave_flux",
-    "rls": "surface_net_downward_longwave_flux", "hfss": "surface_downward_sensible_heat_flux",
-    "hfls": "surface_downward_latent_heat_flux", "sg": "surface_geopotential", "lsm": "land_binary_mask",
+    "rsdt": "toa_incoming_shortwave_flux", "sg": "surface_geopotential", "lsm": "land_binary_mask",
 }
 CF_TIME_STEP = {"long_name": "integration time step of the GCM", "units": "s"}
 CF_AREA = {"long_name": "fraction of the sphere's area in each cell (sums to 1)", "units": "1",
@@ -137,14 +136,16 @@ CUBE_DIMS = {
 }
 GROUP_DIMS = {CHANNEL_GROUP: (CHANNEL,), RUN_PARAMS_GROUP: (RUN,), STATIC_GROUP: (RUN, LAT, LON),
               SOURCES_GROUP: (FILE_DIM,), VERTICAL_GROUP: (INTERFACE_DIM,)}
-SCALES = (RUN, TIME, CHANNEL, LAT, LON, BNDS_DIM, f"{SOURCES_GROUP}/{FILE_DIM}", f"{VERTICAL_GROUP}/{INTERFACE_DIM}")
+# where each dimension's scale is: a dimension of one group only is defined in that group
+SCALES = {RUN: RUN, TIME: TIME, CHANNEL: CHANNEL, LAT: LAT, LON: LON, BNDS_DIM: BNDS_DIM,
+          FILE_DIM: f"{SOURCES_GROUP}/{FILE_DIM}", INTERFACE_DIM: f"{VERTICAL_GROUP}/{INTERFACE_DIM}"}
 
 
 def cube_dims(path: str) -> Optional[tuple[str, ...]]:
     """The dimension names of the cube's dataset at `path` ('channels/units'); None for a dimension
     scale itself. ValueError for a dataset the schema does not know (add it to CUBE_DIMS)."""
     path = path.strip("/")
-    if path in SCALES:
+    if path in SCALES.values():
         return None
     if path in CUBE_DIMS:
         return CUBE_DIMS[path]

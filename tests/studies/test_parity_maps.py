@@ -25,7 +25,7 @@ def test_maps_open_in_xarray_with_units_and_coordinates(tmp_path):
     with xr.open_dataset(path, engine="h5netcdf") as ds:
         assert ds["ts"].dims == ("source", "lat", "lon") and list(ds["source"].values) == ["gcm", *means]
         assert ds["ts"].attrs["units"] == "K" and ds["ts"].attrs["standard_name"] == "surface_temperature"
-        assert ds["rlut"].attrs["units"] == "W m-2" and "standard_name" not in ds["rlut"].attrs  # positive down
+        assert ds["rlut"].attrs["units"] == "W m-2" and "standard_name" not in ds["rlut"].attrs  # a net flux
         assert ds["lat"].attrs["units"] == "degrees_north" and ds["lon"].attrs["standard_name"] == "longitude"
         assert ds.attrs["Conventions"] == "CF-1.8" and ds.attrs["run"] == "r1"
         np.testing.assert_array_equal(ds["lat"].values, lat)

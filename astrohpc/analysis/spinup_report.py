@@ -2,7 +2,7 @@
 
 Read from the study's files only (aggregate.json, spinup_summary.json, spinup.csv): per number of
 spin-up days k, the surrogate's error on the later state beside persistence of day k and the
-training climatology, the days and core-seconds it saves, a few selected channels, and the figure
+training climatology, the days and the cost (CPU time; wall × cores) it saves, a few selected channels, and the figure
 of surface temperature's RMSE against k. An incomplete study is reported as incomplete.
 """
 
@@ -73,13 +73,20 @@ def add_spinup_section(report: MarkdownReport, study_dir: str | Path) -> None:
     report.heading("Integration saved", 3)
     report.table([{"k [days]": r["spinup_days"],
                    "simulated days skipped per day integrated": r["days_skipped_per_day_used"],
-                   "ExoPlaSim core-s skipped per run": r["gcm_core_s_skipped"],
-                   "surrogate core-s per run": r["surrogate_core_s"],
-                   "speed-up to the later state": r["speedup"]} for r in rows])
-    report.paragraph("Days skipped: (T − k) / k for runs of T days. Core-seconds: ExoPlaSim's own measured CPU cost "
-                     "per simulated day (its run summaries) times the days skipped, against the surrogate's inference "
-                     "(process CPU time, batch 1). Speed-up: the GCM's cost of the whole run over that of k GCM days "
-                     "plus the surrogate. A dash: no ExoPlaSim run summary was found.")
+                   "ExoPlaSim CPU-s skipped per run (process + children)": r.get("gcm_cpu_s_skipped"),
+                   "surrogate CPU-s per run (process + children)": r.get("surrogate_cpu_s"),
+                   "speed-up, CPU time": r.get("speedup_cpu"),
+                   "ExoPlaSim wall × cores skipped per run [core-s]": r.get("gcm_wall_core_s_skipped"),
+                   "surrogate wall × cores per run [core-s]": r.get("surrogate_wall_core_s"),
+                   "speed-up, wall × cores": r.get("speedup_wall_core")} for r in rows])
+    report.paragraph(
+        "Days skipped: (T − k) / k for runs of T days. Two cost measures, one clock (astrohpc.cost_clock), each "
+        "compared only with itself: CPU time of the process and the children it waited for (ExoPlaSim's ranks and "
+        "postprocessor; the surrogate's torch threads), and wall time × the cores held (ExoPlaSim's gcm.ncpus "
+        "ranks, setup and waiting included; the surrogate's torch threads). ExoPlaSim's cost per simulated day "
+        "comes from its run summaries, times the days skipped; the surrogate's is one inference at batch 1. "
+        "Speed-up: the GCM's cost of the whole run over that of k GCM days plus the surrogate. A dash: no ExoPlaSim "
+        "run summary (or, for CPU time, one written before it was measured).")
     picked = [r for r in table if r["channel"] in SELECTED]
     if picked:
         report.heading("Selected channels", 3)

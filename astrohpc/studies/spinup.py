@@ -15,16 +15,19 @@ A task:
    run.seed, astrohpc.data.split); the best weights (the last without validation runs) are scored;
 2. on the held-out runs (the test runs; the validation runs when there are none — then the
    best-epoch choice saw them, and the result says so) predicts the later state from the first k
-   days, timing it (process CPU time, batch 1, after one untimed call);
+   days, timing it (astrohpc.cost_clock: CPU time of the process and its children, and wall time ×
+   torch threads; batch 1, after one untimed call);
 3. scores it and two baselines against the GCM's later state, per channel in physical units,
    area-weighted RMSE and bias pooled over the held-out runs (astrohpc.studies.scores):
        persistence   the run's state on day k (the last state the surrogate was given), held
        climatology   the mean over the training runs of their later states
 4. counts what the surrogate saves: (T − k) / k simulated days skipped per day integrated, and in
-   core-seconds ExoPlaSim's measured core-s per simulated day (the held-out runs' summary.json,
-   found in `study.sweep` or the run folders the cube was converted from) × the days skipped,
-   against the surrogate's inference; `speedup` = T·c / (k·c + s), the cost of reaching the later
-   state with the GCM alone over that of k GCM days plus the surrogate.
+   each of the two cost measures m (`cpu`: CPU time of process + children; `wall_core`: wall time ×
+   cores held) ExoPlaSim's measured cost per simulated day c_m (the held-out runs' summary.json,
+   found in `study.sweep` or the run folders the cube was converted from; a summary written before
+   the CPU measure existed has none) × the days skipped, against the surrogate's inference s_m in
+   the same measure; `speedup_m` = T·c_m / (k·c_m + s_m), the cost of reaching the later state with
+   the GCM alone over that of k GCM days plus the surrogate.
 
 The aggregation writes spinup.csv (k × channel: the three RMSEs, the surrogate's ratio to each
 baseline, the integration saved) and spinup_summary.json (per k: surface temperature, the mean
@@ -39,7 +42,6 @@ import io
 import json
 import logging
 import math
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -56,7 +58,9 @@ SUMMARY_KEYS = ("status", "step", "total_steps", "epoch", "best", "wall_s", "run
 CSV_COLUMNS = ("spinup_days", "channel", "units", "n_runs", "surrogate_rmse", "persistence_rmse",
                "climatology_rmse", "surrogate_over_persistence", "surrogate_over_climatology", "surrogate_bias",
                "surrogate_beats_both", "days_used", "days_skipped", "days_skipped_per_day_used",
-               "gcm_core_s_skipped", "surrogate_core_s", "speedup", "partial")
+               "gcm_cpu_s_skipped", "surrogate_cpu_s", "speedup_cpu", "gcm_wall_core_s_skipped",
+               "surrogate_wall_core_s", "speedup_wall_core", "partial")
+COST_MEASURES = ("cpu", "wall_core")  # astrohpc.cost_clock's two, each compared only with itself
 
 
 # ---------------------------------------------------------------------------- the cube and the split
@@ -186,9 +190,11 @@ def train_later_state(cfg: Any, target_days: int, env: Any = None) -> dict[str, 
 
 def predict(model: Any, items: list[dict[str, Any]]) -> tuple[np.ndarray, dict[str, float]]:
     """The surrogate's later states [R, C, lat, lon] float64 (physical) from RunDataset items, one
-    at a time, and the cost per run (process CPU and wall seconds; one untimed call first)."""
+    at a time, and the cost per run (astrohpc.cost_clock: CPU seconds of process + children, wall
+    seconds, wall × torch threads; one untimed call first)."""
     import torch
 
+    from astrohpc.cost_clock import cost_clock
     from astrohpc.models.uncertainty import GaussianPrediction
 
     def one(item: dict[str, Any]) -> np.ndarray:
@@ -201,15 +207,16 @@ def predict(model: Any, items: list[dict[str, Any]]) -> tuple[np.ndarray, dict[s
     model.eval()
     with torch.no_grad():
         one(items[0])
-        wall, cpu = time.perf_counter(), time.process_time()
-        fields = [one(item) for item in items]
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return np.stack(fields), {"core_s_per_run": cpu / len(items), "wall_s_per_run": wall / len(items),
-                              "torch_threads": torch.get_num_threads()}
+        with cost_clock(torch.get_num_threads()) as clock:
+            fields = [one(item) for item in items]
+    n = len(items)
+    return np.stack(fields), {"cpu_s_per_run": clock["cpu_s"] / n, "wall_s_per_run": clock["wall_s"] / n,
+                              "wall_core_s_per_run": clock["wall_core_s"] / n, "torch_threads": clock["cores"]}
 
 
-def gcm_core_s_per_day(run_names: list[str], cube: Path, sweep: Optional[str]) -> dict[str, float]:
-    """ExoPlaSim's measured core-seconds per simulated day of each run that has a finished
+def gcm_cost_per_day(run_names: list[str], cube: Path, sweep: Optional[str]) -> dict[str, dict[str, Optional[float]]]:
+    """ExoPlaSim's measured cost per simulated day, {run: {"cpu": CPU s of process + children or
+    None (an older summary), "wall_core": wall × ranks}}, of each run that has a finished
     summary.json in `sweep`/<run> or in the run folders the cube was converted from."""
     from astrohpc.data.cube import open_file
 
@@ -228,7 +235,9 @@ def gcm_core_s_per_day(run_names: list[str], cube: Path, sweep: Optional[str]) -
                 continue
             summary = json.loads(path.read_text())
             if summary.get("status") == "finished" and summary.get("core_seconds_per_simulated_day"):
-                out[name] = float(summary["core_seconds_per_simulated_day"])
+                cpu = summary.get("cpu_seconds_per_simulated_day")
+                out[name] = {"cpu": None if cpu is None else float(cpu),
+                             "wall_core": float(summary["core_seconds_per_simulated_day"])}
                 break
     return out
 
@@ -289,15 +298,17 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     used = np.array([meta.time_days[r][k - 1] for r in ids], np.float64)
     total = np.array([meta.time_days[r][int(meta.time_count[r]) - 1] for r in ids], np.float64)
     skipped = total - used
-    gcm = gcm_core_s_per_day(runs, Path(info["cube"]), cfg.study.sweep)
-    cost: dict[str, Any] = {**inference, "gcm_core_s_per_day": gcm or None}
-    if gcm:
-        per_day = np.array([gcm.get(r, np.nan) for r in runs])
-        c, s = float(np.nanmean(per_day)), inference["core_s_per_run"]
-        cost.update({"gcm_core_s_skipped": float(np.nanmean(per_day * skipped)),
-                     "gcm_core_s_used": float(np.nanmean(per_day * used)),
-                     "speedup": float(np.nanmean(per_day * total) / (np.nanmean(per_day * used) + s)),
-                     "gcm_core_s_per_day_mean": c})
+    gcm = gcm_cost_per_day(runs, Path(info["cube"]), cfg.study.sweep)
+    cost: dict[str, Any] = {**inference, "gcm_per_day": gcm or None}
+    for m in COST_MEASURES:  # each measure against itself only
+        per_day = np.array([np.nan if (gcm.get(r) or {}).get(m) is None else gcm[r][m] for r in runs])
+        if not np.isfinite(per_day).any():
+            continue
+        s = inference[f"{m}_s_per_run"]
+        cost.update({f"gcm_{m}_s_skipped": float(np.nanmean(per_day * skipped)),
+                     f"gcm_{m}_s_used": float(np.nanmean(per_day * used)),
+                     f"speedup_{m}": float(np.nanmean(per_day * total) / (np.nanmean(per_day * used) + s)),
+                     f"gcm_{m}_s_per_day_mean": float(np.nanmean(per_day))})
     return {"spinup_days": k, "target_days": window, "runs": runs, "held_out": part,
             "train_runs": list(summary["split"]["train"]), "weights": which, "export": summary["exports"][which],
             "channels": names, "units": units, "methods": methods,
@@ -329,8 +340,7 @@ def table_rows(results: list[dict[str, Any]], partial: bool = False) -> list[dic
                 "surrogate_beats_both": all(rmse["surrogate"] < rmse[b] for b in BASELINES),
                 "days_used": float(np.mean(days["used"])), "days_skipped": float(np.mean(days["skipped"])),
                 "days_skipped_per_day_used": days["skipped_per_day_used"],
-                "gcm_core_s_skipped": cost.get("gcm_core_s_skipped"), "surrogate_core_s": cost["core_s_per_run"],
-                "speedup": cost.get("speedup"), "partial": partial})
+                **_cost_columns(cost), "partial": partial})
     return rows
 
 
@@ -352,10 +362,17 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                            for c, s in enumerate(m["surrogate"]["rmse"]))
         row["channels"] = len(res["channels"])
         row["days_skipped_per_day_used"] = res["days"]["skipped_per_day_used"]
-        row["surrogate_core_s"] = res["cost"]["core_s_per_run"]
-        row["gcm_core_s_skipped"] = res["cost"].get("gcm_core_s_skipped")
-        row["speedup"] = res["cost"].get("speedup")
+        row.update(_cost_columns(res["cost"]))
         out.append(row)
+    return out
+
+
+def _cost_columns(cost: dict[str, Any]) -> dict[str, Any]:
+    """surrogate_{m}_s, gcm_{m}_s_skipped and speedup_{m} of a task's cost, for each measure m."""
+    out: dict[str, Any] = {}
+    for m in COST_MEASURES:
+        out.update({f"gcm_{m}_s_skipped": cost.get(f"gcm_{m}_s_skipped"), f"surrogate_{m}_s": cost[f"{m}_s_per_run"],
+                    f"speedup_{m}": cost.get(f"speedup_{m}")})
     return out
 
 

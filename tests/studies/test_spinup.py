@@ -134,9 +134,10 @@ def _fake(k, ts, persistence, climatology, gcm=True):
     """A task result with channels ts and ps (surrogate / persistence / climatology RMSE)."""
     methods = {m: {"rmse": [v, 10.0 * v], "bias": [0.1, 0.0], "rmse_by_run": [[v, 10.0 * v]]}
                for m, v in (("surrogate", ts), ("persistence", persistence), ("climatology", climatology))}
-    cost = {"core_s_per_run": 0.01, "wall_s_per_run": 0.01, "torch_threads": 1}
+    cost = {"cpu_s_per_run": 0.01, "wall_s_per_run": 0.01, "wall_core_s_per_run": 0.01, "torch_threads": 1}
     if gcm:
-        cost.update(gcm_core_s_skipped=0.8 * (60 - k), speedup=0.8 * 60 / (0.8 * k + 0.01))
+        cost.update(gcm_cpu_s_skipped=0.8 * (60 - k), speedup_cpu=0.8 * 60 / (0.8 * k + 0.01),
+                    gcm_wall_core_s_skipped=0.9 * (60 - k), speedup_wall_core=0.9 * 60 / (0.9 * k + 0.01))
     return {"spinup_days": k, "target_days": 10, "runs": ["task-0000"], "held_out": "test",
             "channels": ["ts", "ps"], "units": ["K", "Pa"], "methods": methods,
             "days": {"used": [k], "total": [60], "skipped": [60 - k], "skipped_per_day_used": (60 - k) / k},
@@ -161,8 +162,9 @@ def test_aggregation_and_report_from_results(physics_cube, tmp_path):
     k2, k3 = rows[0], rows[2]
     assert float(k3["surrogate_over_persistence"]) == 0.5 and float(k3["surrogate_over_climatology"]) == 0.25
     assert (k3["surrogate_beats_both"], k2["surrogate_beats_both"]) == ("True", "False")
-    assert float(k2["days_skipped_per_day_used"]) == 29.0 and k2["gcm_core_s_skipped"] == "" and k2["speedup"] == ""
-    assert float(k3["gcm_core_s_skipped"]) == pytest.approx(0.8 * 57)
+    assert float(k2["days_skipped_per_day_used"]) == 29.0 and k2["gcm_cpu_s_skipped"] == "" and k2["speedup_cpu"] == ""
+    assert float(k3["gcm_cpu_s_skipped"]) == pytest.approx(0.8 * 57)
+    assert float(k3["gcm_wall_core_s_skipped"]) == pytest.approx(0.9 * 57)
     summary = json.loads((folder / "spinup_summary.json").read_text())
     assert [r["spinup_days"] for r in summary["rows"]] == [2, 3]
     assert summary["rows"][1]["ts_surrogate_rmse_K"] == 1.0 and summary["rows"][1]["mean_ratio_to_persistence"] == 0.5
@@ -205,8 +207,9 @@ def test_tiny_spinup_study_end_to_end(tmp_path, smoke_gcm_run):
     meta = read_meta(cube)
     area = meta.area_weight.astype(np.float64)
     test, train, val = (meta.run_names.index(n) for n in ("task-0002", "task-0000", "task-0001"))
-    gcm_per_day = json.loads((plan.sweep_dir / "task-0002" / "summary.json").read_text())[
-        "core_seconds_per_simulated_day"]
+    gcm_summary = json.loads((plan.sweep_dir / "task-0002" / "summary.json").read_text())
+    gcm_per_day = {"cpu": gcm_summary["cpu_seconds_per_simulated_day"],
+                   "wall_core": gcm_summary["core_seconds_per_simulated_day"]}
     rows = _rows(folder / "spinup.csv")
     for task_id, k in ((0, 2), (1, 4)):
         res = read_result(folder, task_id)
@@ -229,13 +232,14 @@ def test_tiny_spinup_study_end_to_end(tmp_path, smoke_gcm_run):
         validation = {r["channel"]: float(r["climatology_rmse"]) for r in _rows(run_dir / "metrics" / "validation.csv")}
         ts = res["channels"].index("ts")
         assert validation["ts"] == pytest.approx(_rmse(later[train], later[val], area)[ts], rel=1e-4)
-        # days and core-seconds saved
+        # days and cost saved, in both measures
         assert res["days"] == {"used": [k], "total": [12.0], "skipped": [12.0 - k],
                                "skipped_per_day_used": (12 - k) / k}
         cost = res["cost"]
-        assert cost["gcm_core_s_per_day"] == {"task-0002": gcm_per_day}
-        assert cost["gcm_core_s_skipped"] == pytest.approx(gcm_per_day * (12 - k))
-        assert cost["speedup"] == pytest.approx(gcm_per_day * 12 / (gcm_per_day * k + cost["core_s_per_run"]))
+        assert cost["gcm_per_day"] == {"task-0002": gcm_per_day}
+        for m, c in gcm_per_day.items():  # each measure against itself
+            assert cost[f"gcm_{m}_s_skipped"] == pytest.approx(c * (12 - k))
+            assert cost[f"speedup_{m}"] == pytest.approx(c * 12 / (c * k + cost[f"{m}_s_per_run"]))
         mine = [r for r in rows if r["spinup_days"] == str(k)]
         assert [r["channel"] for r in mine] == res["channels"]
         assert float(mine[ts]["surrogate_rmse"]) == pytest.approx(surrogate[ts])

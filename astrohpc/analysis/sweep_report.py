@@ -45,7 +45,9 @@ def run_rows(sweep_dir: Path, manifest: dict, final_ts: dict[str, float]) -> lis
         row["status"] = task["status"] + (f": {task['reason']}" if task.get("reason") else "")
         row["days"] = summary.get("simulated_days")
         row["wall_s"] = summary.get("wall_time_s")
-        row["core_s_per_day"] = summary.get("core_seconds_per_simulated_day")
+        # the two cost measures of astrohpc.cost_clock, labelled as what they are
+        row["cpu_s_per_day (process + children)"] = summary.get("cpu_seconds_per_simulated_day")
+        row["wall_x_ranks_core_s_per_day"] = summary.get("core_seconds_per_simulated_day")
         row["final_global_ts_K"] = final_ts.get(Path(task["run_dir"]).name)
         rows.append(row)
     return rows

@@ -43,6 +43,7 @@ def test_report_of_a_real_sweep(tmp_path, smoke_gcm_run):
     rows = [line for line in report.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")]
     good, bad = rows
     assert "| finished |" in good and "failed: " in bad and "instellation_W_m2 must be >= 0" in bad
+    assert "| cpu_s_per_day (process + children) | wall_x_ranks_core_s_per_day |" in report  # both measures, named
     expected = gauss_global_mean(plan.sweep_dir / "task-0000" / "output" / "exoplasim_snapshot.nc")
     reported = float(good.rstrip(" |").rsplit("|", 1)[-1])
     assert 150 < expected < 350

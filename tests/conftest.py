@@ -80,6 +80,7 @@ def slurm_workdir(tmp_path_factory) -> Path:
 
 # Keep tests from depending on the caller's environment overrides of the cluster.
 os.environ.setdefault("ASTROHPC_TESTING", "1")
+os.environ.pop("ASTROHPC_CLUSTER", None)  # the cluster profile a submission takes (astrohpc.launch.profiles)
 
 
 @pytest.fixture(scope="session")

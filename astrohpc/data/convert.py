@@ -42,6 +42,7 @@ class RunInput:
     params: dict[str, Any] = field(default_factory=dict)
     step_s: Optional[float] = None  # the GCM's integration step, s (unknown for plain files)
     output_interval_days: Optional[float] = None  # between records; the first is one interval after the start
+    log_params: tuple[str, ...] = ()  # parameters the run's sweep sampled in log10 (sweep.log_scale)
 
 
 def run_from_dir(run_dir: Path, kind: str) -> Optional[RunInput]:
@@ -87,7 +88,18 @@ def run_from_dir(run_dir: Path, kind: str) -> Optional[RunInput]:
         if start is not None:
             params["start_step"] = int(start)
     interval = gcm.get("snapshot_interval_days" if kind == "snapshots" else "means_interval_days")
-    return RunInput(name, files, params, step_s, float(interval) if interval else None)
+    return RunInput(name, files, params, step_s, float(interval) if interval else None, _log_params(run_dir))
+
+
+def _log_params(run_dir: Path) -> tuple[str, ...]:
+    """Planet parameters the run's sweep sampled in log (its config.yaml's sweep.log_scale)."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return ()
+    sweep = (yaml.safe_load(path.read_text()) or {}).get("sweep") or {}
+    return tuple(k.split(".", 1)[1] for k in sweep.get("log_scale") or () if k.startswith("planet."))
 
 
 def convert_run_dirs(run_dirs: list[Path], output: Path, kind: str = "snapshots",
@@ -267,9 +279,13 @@ def write_cube(runs: list[RunInput], output: Path, settings: DataSettings, extra
                                      else _string_column(values))
             f.create_dataset(schema.RUN_NAME, data=_string_column(r.name for r in runs))
             params = f.create_group(schema.RUN_PARAMS_GROUP)
+            log_params = {k for r in runs for k in r.log_params}
             for key in sorted({k for r in runs for k in r.params}):
                 column, kind = _param_column([r.params.get(key) for r in runs])
-                params.create_dataset(key, data=column).attrs["kind"] = kind
+                dset = params.create_dataset(key, data=column)
+                dset.attrs["kind"] = kind
+                if key in log_params:
+                    dset.attrs["transform"] = "log10"  # as the sweep sampled it: models read log10(x)
             src = f.create_group(schema.SOURCES_GROUP)
             for i, column in enumerate(schema.SOURCE_COLUMNS):
                 values = [row[i] for row in sources_rows]

@@ -102,6 +102,7 @@ class CubeMeta:
     static: dict[str, np.ndarray] = field(default_factory=dict)  # name -> [run, lat, lon] float64
     static_units: dict[str, str] = field(default_factory=dict)
     vertical: dict[str, Any] = field(default_factory=dict)  # sigma_half | hyai, hybi, p0_Pa
+    param_transforms: dict[str, str] = field(default_factory=dict)  # name -> "log10" where the sweep sampled in log
 
     @property
     def chunk_bytes(self) -> int:
@@ -160,22 +161,25 @@ class CubeMeta:
                             runs: Optional[list[int]] = None) -> dict[str, Any]:
         """How parameters become model inputs: z = (f(x) − mean) / std over the cube's runs (or
         only `runs`, a model's training runs), with f = log10(max(x, 1e-6)) for partial pressures
-        (names ending in `_bar`), else f = x; std 0 (a parameter the runs share) is taken as 1.
+        (names ending in `_bar`) and for parameters the sweep sampled in log (`log_scale`, recorded
+        per parameter at conversion), else f = x; std 0 (a parameter the runs share) is taken as 1.
         Returns names, transform, mean, std."""
         names = self.param_names if names is None else list(names)
-        transformed = transform_params(self.param_matrix(names), names)
+        transforms = [self.param_transforms.get(n) or default_transform(n) for n in names]
+        transformed = transform_params(self.param_matrix(names), names, transforms)
         if runs is not None:
             transformed = transformed[np.asarray(list(runs), dtype=int)]
         mean = transformed.mean(axis=0) if len(names) else np.zeros(0)
         std = transformed.std(axis=0) if len(names) else np.zeros(0)
-        return {"names": names, "transform": ["log10" if n.endswith(LOG_PARAM_SUFFIX) else "identity" for n in names],
+        return {"names": names, "transform": transforms,
                 "mean": mean, "std": np.where(std > 0, std, 1.0)}
 
     def normalized_params(self, norm: dict[str, Any]) -> np.ndarray:
         """float64 [run, P]: every run's parameters as a model reads them, z = (f(x) − mean) / std
         with a `param_normalization()` dict (this cube's, or a trained model's saved one)."""
         names = list(norm["names"])
-        return (transform_params(self.param_matrix(names), names) - np.asarray(norm["mean"])) / np.asarray(norm["std"])
+        transformed = transform_params(self.param_matrix(names), names, norm.get("transform"))
+        return (transformed - np.asarray(norm["mean"])) / np.asarray(norm["std"])
 
     @property
     def channel_names(self) -> list[str]:
@@ -207,13 +211,35 @@ def pick_channels(names: list[str], wanted: list[str], tolerance: float = 1e-3) 
     return out
 
 
-def transform_params(matrix: np.ndarray, names: list[str]) -> np.ndarray:
-    """log10 of partial pressures (floored at 1e-6 bar), identity for the rest: float64 [run, P]."""
+def default_transform(name: str) -> str:
+    """log10 for partial pressures, identity for the rest (a parameter with no recorded sampling)."""
+    return "log10" if name.endswith(LOG_PARAM_SUFFIX) else "identity"
+
+
+def transform_params(matrix: np.ndarray, names: list[str], transforms: Optional[list[str]] = None) -> np.ndarray:
+    """Each parameter as a model reads it, float64 [run, P]: "log10" (partial pressures floored at
+    1e-6 bar; any other log parameter must be > 0) or "identity"; `transforms` default per name.
+    DataError naming the parameter when the log of a non-positive value is asked for."""
     out = np.asarray(matrix, np.float64).copy()
-    for j, name in enumerate(names):
-        if name.endswith(LOG_PARAM_SUFFIX):
-            out[:, j] = np.log10(np.maximum(out[:, j], LOG_PARAM_FLOOR))
+    transforms = list(transforms) if transforms is not None else [default_transform(n) for n in names]
+    for j, (name, how) in enumerate(zip(names, transforms)):
+        if how == "log10":
+            column = np.maximum(out[:, j], LOG_PARAM_FLOOR) if name.endswith(LOG_PARAM_SUFFIX) else out[:, j]
+            if np.any(column <= 0):
+                raise DataError(f"parameter {name}: transform log10 needs values > 0, got {column.min():g} "
+                                "(its sweep sampled it in log; give a positive value)")
+            out[:, j] = np.log10(column)
+        elif how != "identity":
+            raise DataError(f"parameter {name}: unknown transform {how!r} (log10 or identity)")
     return out
+
+
+def _read_param_transforms(f) -> dict[str, str]:
+    """The transform recorded per parameter at conversion (log10 for those a sweep sampled in log)."""
+    if schema.RUN_PARAMS_GROUP not in f:
+        return {}
+    return {name: str(dset.attrs["transform"]) for name, dset in f[schema.RUN_PARAMS_GROUP].items()
+            if "transform" in dset.attrs}
 
 
 def _read_params(f) -> dict[str, np.ndarray]:
@@ -255,7 +281,8 @@ def read_meta(path: str | Path, stats: bool = True) -> CubeMeta:
                         names(table["variable"][()]), table["level"][()], names(table["level_kind"][()]),
                         names(table["units"][()]), None, cube_id, names(f[schema.RUN_NAME][()]),
                         f[schema.time_days_path(f)][()], f[schema.TIME_STEP][()], f[schema.LAT][()], f[schema.LON][()],
-                        f[schema.AREA_WEIGHT][()], _read_params(f), static, static_units, vertical)
+                        f[schema.AREA_WEIGHT][()], _read_params(f), static, static_units, vertical,
+                        _read_param_transforms(f))
     finally:
         f.close()
     meta.stats = read_stats(path, cube_id) if stats else None

@@ -38,6 +38,9 @@ class DataSettings:
     read_mode: "independent" (each rank/worker opens the file itself) or "collective" (MPI-IO).
     normalize: the reader divides (x - mean) by std using the cube's statistics (sidecar file).
     read_variables: channel selection in the reader (all levels of these variables); empty = all.
+    step_mean_variables: a sweep whose means interval equals its snapshot interval also writes
+        `datacube_step.h5`: the snapshots with these variables (every level) replaced by their mean
+        over the step into each snapshot (astrohpc/data/step_means.py) — the emulator's diagnostics.
     """
 
     variables: list[str] = field(default_factory=list)
@@ -58,6 +61,7 @@ class DataSettings:
     read_mode: Literal["independent", "collective"] = "independent"
     normalize: bool = False
     read_variables: list[str] = field(default_factory=list)
+    step_mean_variables: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("input_steps", "target_steps", "stride"):

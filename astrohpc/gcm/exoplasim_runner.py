@@ -17,6 +17,7 @@
     planet.cp_J_kg_K              -> AKAP@planet_namelist = R / cp (PlaSim has no cp argument)
     planet.aquaplanet             -> aquaplanet     (False: ExoPlaSim's Earth land map)
     gcm.mixed_layer_depth_m       -> mldepth        (m; the slab ocean)
+    gcm.sea_ice                   -> seaice
 
 A pCO2 of exactly 0 is written as CO2 = 0 ppmv (ExoPlaSim would otherwise fall back to 300).
 """
@@ -76,6 +77,7 @@ def configure_kwargs(planet: Any, gcm: Any) -> dict[str, Any]:
         "aquaplanet": planet.aquaplanet,
         "timestep": gcm.timestep_minutes,
         "mldepth": gcm.mixed_layer_depth_m,
+        "seaice": gcm.sea_ice,
         "runsteps": days_per_segment * steps_per_day,
         "snapshots": gcm.snapshot_interval_days * steps_per_day or None,
         "restartfile": str(Path(gcm.restart_file).resolve()) if gcm.restart_file else None,

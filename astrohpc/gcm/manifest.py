@@ -109,6 +109,22 @@ def convert_finished(run_dirs: list[Path], output: Path, settings: Any = None, k
     return {"converted": True, "path": Path(path).name, "kind": kind}
 
 
+STEP_DATACUBE = "datacube_step.h5"
+
+
+def merge_step_cube(sweep_dir: Path, cubes: dict[str, Any], variables: list[str]) -> dict[str, Any]:
+    """datacube_step.h5 from the two converted cubes (astrohpc/data/step_means.py); say what happened."""
+    from astrohpc.data.step_means import merge_step_means
+
+    if not (cubes["snapshots"].get("converted") and cubes["means"].get("converted")):
+        return {"converted": False, "reason": "the snapshot and means cubes are both needed"}
+    try:
+        merge_step_means(sweep_dir / DATACUBE, sweep_dir / DATACUBES["means"], sweep_dir / STEP_DATACUBE, variables)
+    except Exception as exc:  # the manifest must be written even when the merge fails
+        return {"converted": False, "reason": f"{type(exc).__name__}: {exc}"}
+    return {"converted": True, "path": STEP_DATACUBE, "kind": "snapshots + step means", "step_mean_variables": variables}
+
+
 def aggregate(sweep_dir: str | Path, convert: bool = True) -> dict[str, Any]:
     """Write manifest.json for the sweep in `sweep_dir` and return it."""
     sweep_dir = Path(sweep_dir)
@@ -127,6 +143,8 @@ def aggregate(sweep_dir: str | Path, convert: bool = True) -> dict[str, Any]:
         settings, data_source = sweep_data_settings(table)
         for kind, name in DATACUBES.items():
             cubes[kind] = convert_finished(finished_dirs, sweep_dir / name, settings, kind)
+        if settings.step_mean_variables:
+            cubes["step"] = merge_step_cube(sweep_dir, cubes, settings.step_mean_variables)
     else:
         cubes = {kind: {"converted": False, "reason": "conversion not requested"} for kind in DATACUBES}
     manifest = {
@@ -138,6 +156,7 @@ def aggregate(sweep_dir: str | Path, convert: bool = True) -> dict[str, Any]:
         "tasks": tasks,
         "datacube": cubes["snapshots"],  # daily snapshots: the training cube
         "datacube_means": cubes["means"],  # means over gcm.means_interval_days
+        **({"datacube_step": cubes["step"]} if "step" in cubes else {}),  # snapshots + step-mean diagnostics
         "data_settings": data_source,
         "provenance": collect(),
     }

@@ -38,7 +38,8 @@ class GCMSettings:
 
     Run length: `years` (model years of 360 days) when set, else `days` (days of 86 400 s).
     mixed_layer_depth_m: the slab ocean's depth (ExoPlaSim `mldepth`; 50 m takes years to
-    equilibrate, a few metres months).
+    equilibrate, a few metres months). sea_ice: ExoPlaSim's thermodynamic sea ice (`seaice`);
+    off, the slab stays open water (no ice-albedo feedback, no multi-year ice to grow).
     Output: means every `means_interval_days` and instantaneous snapshots every
     `snapshot_interval_days` (0 turns snapshots off). `restart_file` starts from a saved state
     (relative paths are taken from the current directory); `start_step` is the model's step
@@ -53,6 +54,7 @@ class GCMSettings:
     years: Optional[int] = None
     timestep_minutes: float = 45.0
     mixed_layer_depth_m: float = 50.0
+    sea_ice: bool = True
     means_interval_days: int = 5
     snapshot_interval_days: int = 1
     restart_file: Optional[str] = None
@@ -103,6 +105,8 @@ class SweepSettings:
     `points` are extra tasks after the design's (e.g. runs outside its envelope).
     spinup_days > 0: one spin-up run first, every task starts from its restart file.
     workers: processes for `--local` (the Slurm array's `%M` is `slurm.max_parallel`).
+    cache_tasks: keep each finished task in ~/.cache/astrohpc/runs/ and restore it in a later
+        sweep (another clone) with the same task settings and spin-up, as spin-ups are.
     """
 
     design: Literal["grid", "list", "sobol", "lhs", "maximin-lhs"] = "grid"
@@ -113,6 +117,7 @@ class SweepSettings:
     log_scale: list[str] = field(default_factory=list)
     spinup_days: int = 0
     workers: int = 2
+    cache_tasks: bool = False
 
     def __post_init__(self) -> None:
         if self.spinup_days < 0:

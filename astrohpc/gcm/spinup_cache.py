@@ -1,4 +1,5 @@
-"""Finished spin-up runs kept outside any clone and reused by later sweeps with the same spin-up.
+"""Finished spin-up runs — and sweep tasks branched from them — kept outside any clone and reused
+by later sweeps with the same spin-up (or the same task).
 
 A 360-day ExoPlaSim spin-up costs ~8 minutes of one core; every `make demo` on a machine, and
 every sweep of a design that shares it, would otherwise redo it. The key is the hash of what
@@ -7,6 +8,8 @@ version (the run is bit-reproducible for a given binary) — never the run folde
 are written to a temporary folder and renamed, so a killed copy is never taken for a finished one.
 
     $ASTROHPC_SPINUP_CACHE or $ASTROHPC_CACHE/spinups (default ~/.cache/astrohpc/spinups)/<key>/
+    sweep tasks: $ASTROHPC_RUN_CACHE or $ASTROHPC_CACHE/runs/<key>/ (key: the task's planet and gcm settings, its
+    restart file named by the spin-up's key)
 """
 
 from __future__ import annotations
@@ -26,17 +29,21 @@ log = logging.getLogger(__name__)
 RESTORED_NOTE = "restored_from_cache.json"
 
 
-def cache_root() -> Path:
-    """$ASTROHPC_SPINUP_CACHE, else $ASTROHPC_CACHE/spinups, else ~/.cache/astrohpc/spinups."""
-    if os.environ.get("ASTROHPC_SPINUP_CACHE"):
-        return Path(os.environ["ASTROHPC_SPINUP_CACHE"])
+CACHE_ENV = {"spinups": "ASTROHPC_SPINUP_CACHE", "runs": "ASTROHPC_RUN_CACHE"}
+
+
+def cache_root(kind: str = "spinups") -> Path:
+    """$ASTROHPC_SPINUP_CACHE (spin-ups) or $ASTROHPC_RUN_CACHE (sweep tasks), else
+    $ASTROHPC_CACHE/<kind>, else ~/.cache/astrohpc/<kind>."""
+    if os.environ.get(CACHE_ENV[kind]):
+        return Path(os.environ[CACHE_ENV[kind]])
     base = os.environ.get("ASTROHPC_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "astrohpc") / "spinups"
+    return (Path(base) if base else Path.home() / ".cache" / "astrohpc") / kind
 
 
 NEW_OPTIONAL_GCM_FIELDS = ("start_step",)
 # fields added later, with the default they had implicitly before: equal to it, they leave the key as it was
-NEW_DEFAULTED_GCM_FIELDS = {"mixed_layer_depth_m": 50.0}
+NEW_DEFAULTED_GCM_FIELDS = {"mixed_layer_depth_m": 50.0, "sea_ice": True}
 
 
 def spinup_key(cfg: Any, model_version: str) -> str:
@@ -58,9 +65,9 @@ def _copy_tree(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def restore(key: str, run_dir: Path) -> Optional[dict]:
-    """Copy the cached spin-up `key` into `run_dir` (which must hold no finished run); its summary, or None."""
-    entry = cache_root() / key
+def restore(key: str, run_dir: Path, kind: str = "spinups") -> Optional[dict]:
+    """Copy the cached run `key` into `run_dir` (which must hold no finished run); its summary, or None."""
+    entry = cache_root(kind) / key
     if not is_finished(entry):
         return None
     run_dir = Path(run_dir)
@@ -71,19 +78,19 @@ def restore(key: str, run_dir: Path) -> Optional[dict]:
     from astrohpc.atomic_write import write_json
 
     write_json(run_dir / RESTORED_NOTE, {"cache_entry": str(entry), "key": key})
-    log.info("spin-up restored from %s", entry)
+    log.info("run restored from %s", entry)
     return read_summary(run_dir)
 
 
-def store(key: str, run_dir: Path) -> Optional[Path]:
-    """Keep the finished spin-up in `run_dir` under `key` (a no-op if already there); the entry."""
-    entry = cache_root() / key
+def store(key: str, run_dir: Path, kind: str = "spinups") -> Optional[Path]:
+    """Keep the finished run in `run_dir` under `key` (a no-op if already there); the entry."""
+    entry = cache_root(kind) / key
     if is_finished(entry) or not is_finished(run_dir):
         return entry if is_finished(entry) else None
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         _copy_tree(Path(run_dir), entry)
     except OSError as exc:  # another process stored it first, or the disk is full: the sweep goes on
-        log.warning("spin-up not cached (%s)", exc)
+        log.warning("run not cached (%s)", exc)
         return None
     return entry

@@ -167,7 +167,32 @@ def run_task(sweep_dir: str | Path, index: int) -> dict:
         write_failed_summary(run_dir, str(exc), index=index, point=point,
                              model=table["base_config"]["gcm"]["model"])
         raise
-    return run_simulation(cfg, run_dir, index=index, point=point)
+    if not table["base_config"].get("sweep", {}).get("cache_tasks"):
+        return run_simulation(cfg, run_dir, index=index, point=point)
+    from astrohpc.gcm import spinup_cache
+
+    key = task_cache_key(table, sweep_dir, cfg)
+    summary = spinup_cache.restore(key, run_dir, kind="runs")
+    if summary is not None:
+        return summary
+    summary = run_simulation(cfg, run_dir, index=index, point=point)
+    spinup_cache.store(key, run_dir, kind="runs")
+    return summary
+
+
+def task_cache_key(table: dict, sweep_dir: Path, cfg: Config) -> str:
+    """Cache key of a task: its planet and gcm settings, its restart file named by the spin-up's key
+    (the path differs between clones, the spin-up it holds does not)."""
+    from copy import deepcopy
+
+    from astrohpc.gcm import spinup_cache
+    from astrohpc.gcm.build import exoplasim_version
+
+    version = exoplasim_version()
+    keyed = deepcopy(cfg)
+    if table.get("spinup_days"):
+        keyed.gcm.restart_file = "spinup:" + spinup_cache.spinup_key(spinup_config(table, sweep_dir), version)
+    return spinup_cache.spinup_key(keyed, version)
 
 
 def run_spinup(sweep_dir: str | Path) -> dict:

@@ -20,7 +20,7 @@ def test_grid_is_the_product_in_key_order():
     assert points[-1] == {"planet.rotation_period_days": 5.0, "planet.pCO2_bar": 0.1}
 
 
-@pytest.mark.parametrize("design", ["sobol", "lhs"])
+@pytest.mark.parametrize("design", ["sobol", "lhs", "maximin-lhs"])
 def test_samplers_are_seeded_in_bounds_and_log_scaled(design):
     sweep = SweepSettings(design=design, samples=16, seed=3, log_scale=["planet.pN2_bar"],
                           parameters={"planet.instellation_W_m2": [400, 2400], "planet.pN2_bar": [0.1, 10]})
@@ -63,3 +63,31 @@ def test_demo_config_is_eight_30_day_runs_branched_from_a_year_of_spin_up():
     assert 1.0 <= min(periods) and max(periods) <= 10.0 and 1100.0 <= min(fluxes) and max(fluxes) <= 1450.0
     # the cube holds what the physics needs
     assert {"rsdt", "rlut", "hfss", "zg"} <= set(cfg.data.variables) and cfg.data.static_variables == ["sg", "lsm"]
+
+
+def test_maximin_hypercube_is_a_latin_hypercube_spread_wider_than_a_plain_one():
+    import numpy as np
+    from scipy.spatial.distance import pdist
+    from scipy.stats import qmc
+
+    from astrohpc.gcm.design import maximin_lhs
+
+    unit = maximin_lhs(2, 20, seed=5)
+    # one point in each of the 20 strata of each axis
+    for axis in range(2):
+        assert sorted(np.floor(unit[:, axis] * 20).astype(int).tolist()) == list(range(20))
+    # its closest pair is farther apart than that of every plain hypercube drawn from 20 other seeds
+    plain = [pdist(qmc.LatinHypercube(d=2, seed=s).random(20)).min() for s in range(100, 120)]
+    assert pdist(unit).min() > max(plain)
+
+
+def test_listed_points_follow_a_sampled_design():
+    outside = {"planet.rotation_period_days": 16.0, "planet.instellation_W_m2": 1500.0}
+    sweep = SweepSettings(design="maximin-lhs", samples=6, seed=1, points=[outside],
+                          parameters={"planet.rotation_period_days": [1.0, 10.0],
+                                      "planet.instellation_W_m2": [1100.0, 1450.0]})
+    points = design_points(sweep)
+    assert len(points) == 7 and points[-1] == outside
+    assert all(1.0 <= p["planet.rotation_period_days"] <= 10.0 for p in points[:-1])
+    with pytest.raises(ConfigError, match="unknown sweep key"):
+        design_points(SweepSettings(**{**sweep.__dict__, "points": [{"planet.rotaton_period_days": 2.0}]}))

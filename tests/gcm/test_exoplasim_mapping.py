@@ -26,6 +26,13 @@ def test_units_and_values_are_converted():
     assert kw["aquaplanet"] is True and kw["fixedorbit"] is True
 
 
+def test_slab_ocean_depth_and_sea_ice():
+    kw = _kwargs()
+    assert kw["mldepth"] == 50.0 and kw["seaice"] is True  # ExoPlaSim's own defaults, passed explicitly
+    kw = _kwargs("gcm.mixed_layer_depth_m=2", "gcm.sea_ice=false")
+    assert kw["mldepth"] == 2.0 and kw["seaice"] is False
+
+
 def test_run_length_and_output_cadence_in_steps():
     kw = _kwargs("gcm.days=30", "gcm.means_interval_days=5", "gcm.snapshot_interval_days=1")
     assert kw["timestep"] == 45.0 and kw["runsteps"] == 30 * 32

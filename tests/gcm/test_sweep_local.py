@@ -152,3 +152,71 @@ def test_a_sweep_planned_again_with_other_resources_is_the_same_sweep(tmp_path):
                                        f"sweep.points={TWO_POINTS}", "gcm.snapshot_interval_days=0", "gcm.days=10"])
     with pytest.raises(ConfigError, match="different sweep"):
         write_plan(plan_sweep(other), other)
+
+
+@pytest.mark.exoplasim
+def test_cached_tasks_of_a_branched_sweep_are_restored_in_another_folder(tmp_path, smoke_gcm_run, monkeypatch):
+    """sweep.cache_tasks: the second sweep (another folder, the same spin-up and points) copies its
+    task from ~/.cache/astrohpc/runs/ instead of running the model; a changed point runs anew."""
+    monkeypatch.setenv("ASTROHPC_SPINUP_CACHE", str(tmp_path / "spinup-cache"))
+    monkeypatch.setenv("ASTROHPC_RUN_CACHE", str(tmp_path / "run-cache"))
+    from astrohpc.gcm.spinup_cache import RESTORED_NOTE
+
+    runs = {}
+    for name, point in (("first", 1300), ("second", 1300), ("third", 1310)):
+        cfg = load_config(SMOKE_CONFIG, [f"run.root={tmp_path}", f"run.name={name}", "sweep.design=list",
+                                         f"sweep.points=[{{planet.instellation_W_m2: {point}}}]", "sweep.spinup_days=1",
+                                         "sweep.cache_tasks=true", "gcm.days=1", "gcm.means_interval_days=1",
+                                         "gcm.snapshot_interval_days=0"])
+        plan = plan_sweep(cfg)
+        write_plan(plan, cfg)
+        assert [r[1] for r in run_local(plan.sweep_dir, workers=1)] == ["finished", "finished"]
+        runs[name] = plan.sweep_dir / "task-0000"
+    assert not (runs["first"] / RESTORED_NOTE).exists() and (runs["second"] / RESTORED_NOTE).is_file()
+    assert not (runs["third"] / RESTORED_NOTE).exists()
+    means = Path("output") / "exoplasim.nc"
+    assert (runs["first"] / means).read_bytes() == (runs["second"] / means).read_bytes()
+    assert len(list((tmp_path / "run-cache").iterdir())) == 2
+
+
+@pytest.mark.exoplasim
+def test_step_cube_holds_snapshots_and_the_means_of_the_step_into_each(tmp_path, smoke_gcm_run):
+    """data.step_mean_variables: datacube_step.h5 = the snapshots with pr and rlut replaced by their
+    daily means, checked against ExoPlaSim's own NetCDF files read with xarray."""
+    import numpy as np
+    import xarray as xr
+
+    from astrohpc.data.cube import open_file, read_meta
+
+    cfg = load_config(SMOKE_CONFIG, [f"run.root={tmp_path}", "run.name=step", "sweep.design=list",
+                                     "sweep.points=[{planet.instellation_W_m2: 1300}]", "gcm.days=3",
+                                     "gcm.means_interval_days=1", "data.step_mean_variables=[pr, rlut]"])
+    plan = plan_sweep(cfg)
+    write_plan(plan, cfg)
+    assert [r[1] for r in run_local(plan.sweep_dir, workers=1)] == ["finished"]
+    manifest = aggregate(plan.sweep_dir)
+    assert manifest["datacube_step"]["converted"], manifest["datacube_step"]
+    step = plan.sweep_dir / "datacube_step.h5"
+    meta = read_meta(step, stats=False)
+    assert meta.cube_id != read_meta(plan.sweep_dir / "datacube.h5", stats=False).cube_id
+    out = plan.sweep_dir / "task-0000" / "output"
+    with xr.open_dataset(out / "exoplasim.nc", decode_times=False) as means, \
+            xr.open_dataset(out / "exoplasim_snapshot.nc", decode_times=False) as snaps, open_file(step) as f:
+        fields = f["fields"][0, :3].astype(np.float64)
+        for var, source in (("pr", means), ("rlut", means), ("ts", snaps), ("rst", snaps)):
+            expect = source[var].values[:, ::-1]  # the cube is south -> north
+            np.testing.assert_allclose(fields[:, meta.channel(var)], expect, rtol=1e-6, atol=1e-12)
+    # intervals that differ cannot be merged: one clear error
+    from astrohpc.data.step_means import merge_step_means
+    from astrohpc.errors import DataError
+
+    other = load_config(SMOKE_CONFIG, [f"run.root={tmp_path}", "run.name=unaligned", "sweep.design=list",
+                                       "sweep.points=[{planet.instellation_W_m2: 1300}]", "gcm.days=3",
+                                       "gcm.means_interval_days=3"])
+    plan2 = plan_sweep(other)
+    write_plan(plan2, other)
+    assert [r[1] for r in run_local(plan2.sweep_dir, workers=1)] == ["finished"]
+    aggregate(plan2.sweep_dir)
+    with pytest.raises(DataError, match="means_interval_days = gcm.snapshot_interval_days"):
+        merge_step_means(plan2.sweep_dir / "datacube.h5", plan2.sweep_dir / "datacube_means.h5", tmp_path / "x.h5",
+                         ["pr"])

@@ -24,3 +24,27 @@ def global_mean_series(cube: str | Path, variable: str, level: Optional[float] =
             block = fields[r, :count, channel].astype(np.float64)  # [time, lat, lon]
             out[r, :count] = np.einsum("tij,ij->t", block, weights) / weights.sum()
     return out
+
+
+def last_days_mask(days: np.ndarray, window_days: float) -> np.ndarray:
+    """Mask of the records of the last `window_days` days of a run (t > t_end − window)."""
+    valid = np.isfinite(days)
+    return valid & (days > np.nanmax(days) - window_days + 1e-9)
+
+
+def time_mean_fields(cube: str | Path, channels: list[int], window_days: float,
+                     runs: Optional[list[int]] = None) -> np.ndarray:
+    """The mean of the last `window_days` days of each run, float64 [run, C, lat, lon], for the
+    cube's `channels` (every run, or `runs` in that order)."""
+    meta = read_meta(cube, stats=False)
+    runs = list(range(meta.shape[0])) if runs is None else list(runs)
+    out = np.empty((len(runs), len(channels), *meta.shape[3:]))
+    order = np.argsort(channels)
+    sorted_channels = np.asarray(channels)[order]
+    with open_file(cube) as f:
+        fields = f[schema.FIELDS]
+        for i, r in enumerate(runs):
+            steps = np.flatnonzero(last_days_mask(meta.time_days[r], window_days))
+            block = fields[r, steps[0]:steps[-1] + 1][:, sorted_channels].astype(np.float64)
+            out[i][order] = block.mean(axis=0)
+    return out

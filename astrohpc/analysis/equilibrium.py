@@ -14,15 +14,10 @@ from typing import Any, Optional
 import numpy as np
 
 from astrohpc.analysis.cube_means import global_mean_series
+from astrohpc.analysis.cube_means import last_days_mask as _window
 from astrohpc.data.cube import read_meta
 
 DAYS_PER_YEAR = 365.25
-
-
-def _window(days: np.ndarray, window_days: float) -> np.ndarray:
-    """Mask of the steps of the last `window_days` days (records at t > t_end − window)."""
-    valid = np.isfinite(days)
-    return valid & (days > np.nanmax(days) - window_days + 1e-9)
 
 
 def equilibrium_rows(cube: str | Path, window_days: float = 10.0, flux_cube: Optional[str | Path] = None

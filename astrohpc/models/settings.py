@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-ARCHITECTURES = ("unet", "transformer")
+ARCHITECTURES = ("unet", "transformer", "gp")
 # Physics loss terms and correctors by name; astrohpc/physics/losses.py and correctors.py define them.
 LOSS_TERMS = ("hydrostatic", "energy_budget", "toa_balance", "dry_mass", "ideal_gas", "humidity_negative")
 CORRECTORS = ("humidity", "dry_mass", "energy")
@@ -59,6 +59,23 @@ class TransformerSettings:
             raise ValueError(f"model.transformer.dim ({self.dim}) must be a multiple of heads ({self.heads})")
         if len(self.patch) != 2 or min(self.patch) < 1:
             raise ValueError(f"model.transformer.patch must be [lat, lon] >= 1, got {self.patch}")
+
+
+@dataclass
+class GPSettings:
+    """The Gaussian-process climate surrogate (astrohpc/models/gp_climate.py): EOF components kept
+    up to `variance_kept` of each variable's variance (at most `max_components`), one GP per
+    component, hyperparameters from `restarts` + 1 optimiser starts."""
+
+    variance_kept: float = 0.999
+    max_components: int = 8
+    restarts: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0 < self.variance_kept <= 1:
+            raise ValueError(f"model.gp.variance_kept must be in (0, 1], got {self.variance_kept}")
+        if self.max_components < 1 or self.restarts < 0:
+            raise ValueError("model.gp.max_components must be >= 1 and model.gp.restarts >= 0")
 
 
 @dataclass
@@ -109,10 +126,13 @@ class ModelSettings:
         `scalars`), `spectral` (the thermal emission spectrum sidecar), `joint` (all, weighted
         by `head_weights`). The U-Net outputs datacubes only.
     spinup_steps: climate task only — days of the run given as input (0: parameters alone).
+    architecture gp: the Gaussian-process climate surrogate (task: climate, parameters alone,
+        datacube time means; settings in `gp`). params: the run parameters a model reads (empty:
+        every parameter that varies across the cube's runs).
     """
 
     task: Literal["emulator", "climate"] = "emulator"
-    architecture: Literal["unet", "transformer"] = "unet"
+    architecture: Literal["unet", "transformer", "gp"] = "unet"
     mode: Literal["datacube", "scalar", "spectral", "joint"] = "datacube"
     variables: list[str] = field(default_factory=list)
     forcings: list[str] = field(default_factory=lambda: ["rsdt"])
@@ -122,10 +142,15 @@ class ModelSettings:
     spinup_steps: int = 0
     unet: UNetSettings = field(default_factory=UNetSettings)
     transformer: TransformerSettings = field(default_factory=TransformerSettings)
+    gp: GPSettings = field(default_factory=GPSettings)
+    params: list[str] = field(default_factory=list)
     physics: PhysicsSettings = field(default_factory=PhysicsSettings)
     uncertainty: UncertaintySettings = field(default_factory=UncertaintySettings)
 
     def __post_init__(self) -> None:
+        if self.architecture == "gp" and (self.task != "climate" or self.mode != "datacube" or self.spinup_steps):
+            raise ValueError("model.architecture: gp is a climate surrogate of time-mean fields from parameters alone: "
+                             "it needs task: climate, mode: datacube and spinup_steps: 0")
         if self.architecture == "unet" and self.mode != "datacube":
             raise ValueError(f"model.mode {self.mode!r} needs architecture: transformer (the U-Net outputs datacubes)")
         both = sorted(set(self.variables) & set(self.forcings))

@@ -20,6 +20,7 @@ KINDS = {
     "rollout": "astrohpc.studies.rollout_study",
     "calibration": "astrohpc.studies.calibration",
     "spinup": "astrohpc.studies.spinup",
+    "climate": "astrohpc.studies.climate_loo",
 }
 
 

@@ -30,7 +30,12 @@ class StudySettings:
     mean is the later state it predicts.
     methods: the calibration study (astrohpc.studies.calibration) — the uncertainty methods to train and score,
     one task each (empty: every one the model can use); an ensemble has model.uncertainty.members members, MC
-    dropout model.uncertainty.samples passes."""
+    dropout model.uncertainty.samples passes.
+    cube / average_days / outside_runs / score_channels / ood_std_factor: the climate study
+    (astrohpc.studies.climate_loo) — the cube of interval means whose last `average_days` days are each run's
+    climate (default: `sweep`/datacube_means.h5), runs outside the design's envelope (never fitted: predicted by the
+    model of every other run, to test the out-of-envelope flag), the channels scored ('ta@0.5': the level nearest
+    σ = 0.5), and the factor on the largest leave-one-out predictive spread above which a prediction is flagged."""
 
     model: Optional[str] = None
     climate_model: Optional[str] = None
@@ -48,6 +53,11 @@ class StudySettings:
     spinup_days: list[int] = field(default_factory=lambda: [5, 10, 20])
     target_days: int = 10
     methods: list[str] = field(default_factory=list)
+    cube: Optional[str] = None
+    average_days: int = 60
+    outside_runs: list[str] = field(default_factory=list)
+    score_channels: list[str] = field(default_factory=lambda: ["ts", "tas", "ta@0.5", "rlut", "pr"])
+    ood_std_factor: float = 1.2
 
     def __post_init__(self) -> None:
         if self.cost_batch < 1 or self.rollout_steps < 1 or self.initial_conditions < 1 or self.segment_steps < 1:
@@ -67,6 +77,9 @@ class StudySettings:
         if not self.spinup_days or min(self.spinup_days) < 1 or len(set(self.spinup_days)) != len(self.spinup_days):
             raise ValueError(f"study.spinup_days must hold distinct day counts >= 1 (one spin-up study task each), "
                              f"got {self.spinup_days}")
+        if self.average_days < 1 or not self.ood_std_factor > 0:
+            raise ValueError(f"study.average_days must be >= 1 and study.ood_std_factor > 0, got "
+                             f"{self.average_days}, {self.ood_std_factor}")
         if self.target_days < 1:
             raise ValueError(f"study.target_days must be >= 1 (states averaged at the end of each run), "
                              f"got {self.target_days}")

@@ -1,0 +1,183 @@
+"""The Gaussian-process climate surrogate (`architecture: gp`): planet parameters -> time-mean fields.
+
+The standard parametric emulator of a GCM from tens of runs (Holden & Edwards' PLASIM-ENTS,
+ClimateBench, ESEm), built on scikit-learn:
+
+1. parameters x [run, P] are transformed as their sweep sampled them (log10 or identity) and
+   standardised over the training runs (a parameter the runs share is an error);
+2. each variable's time-mean field (all its levels) is reduced to EOFs: PCA of the
+   area-weighted anomalies about the runs' mean, sqrt(area) weights so that the components are
+   orthogonal on the sphere; components are kept up to `variance_kept` of the variance
+   (at most `max_components`, and fewer than the runs);
+3. one GP per retained component's scores: a constant times an anisotropic Matérn-5/2 kernel
+   (one length scale per parameter), plus a linear term (DotProduct: a linear mean function
+   with a Gaussian prior on its coefficients, integrated out), plus white noise; its
+   hyperparameters by maximum marginal likelihood with restarts;
+4. a prediction maps the components' means back to fields in physical units; its variance is
+   the sum over components of var_k · EOF_k² plus the training runs' mean truncation residual
+   (what the dropped components carried) per grid point.
+
+Fields are float64 [run, channel, lat, lon]; `channel_variables` names each channel's variable.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from astrohpc.data.cube import transform_params
+from astrohpc.errors import ConfigError
+
+
+@dataclass
+class _VariableEOF:
+    """One variable's EOF reduction and its per-component GPs."""
+
+    channels: np.ndarray  # indices into the channel axis
+    mean: np.ndarray  # [c, lat, lon] mean over the training runs
+    eofs: np.ndarray  # [k, c*lat*lon] orthonormal rows in sqrt(area)-weighted space
+    sqrt_w: np.ndarray  # [c*lat*lon] the weights' square roots
+    truncation_var: np.ndarray  # [c, lat, lon] mean squared residual of the dropped components
+    gps: list  # k fitted GaussianProcessRegressor
+    explained: np.ndarray  # [k] fraction of the variance each component explains
+
+
+class GPClimate:
+    """Fit with `fit`, predict with `predict` (see the module doc)."""
+
+    def __init__(self, variance_kept: float = 0.999, max_components: int = 8, restarts: int = 4,
+                 seed: int = 0) -> None:
+        if not 0 < variance_kept <= 1:
+            raise ConfigError(f"model.gp.variance_kept must be in (0, 1], got {variance_kept}")
+        if max_components < 1:
+            raise ConfigError(f"model.gp.max_components must be >= 1, got {max_components}")
+        self.variance_kept = variance_kept
+        self.max_components = max_components
+        self.restarts = restarts
+        self.seed = seed
+        self.param_names: list[str] = []
+        self.transforms: list[str] = []
+        self.x_mean = self.x_std = None
+        self.blocks: dict[str, _VariableEOF] = {}
+        self.n_channels = 0
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def _inputs(self, params: np.ndarray) -> np.ndarray:
+        return (transform_params(params, self.param_names, self.transforms) - self.x_mean) / self.x_std
+
+    # -- fit --------------------------------------------------------------------------------------
+    def fit(self, params: np.ndarray, param_names: Sequence[str], transforms: Sequence[str], fields: np.ndarray,
+            channel_variables: Sequence[str], area_weight: np.ndarray, run_names: Sequence[str] = ()) -> "GPClimate":
+        """params [run, P] raw, transforms per parameter ("log10"/"identity"); fields [run, C, lat, lon]
+        time means in physical units; area_weight [lat, lon]. ConfigError on bad input."""
+        from sklearn.decomposition import PCA
+
+        params = np.asarray(params, np.float64)
+        fields = np.asarray(fields, np.float64)
+        n = params.shape[0]
+        names = list(run_names) or [str(i) for i in range(n)]
+        if fields.shape[0] != n:
+            raise ConfigError(f"gp climate surrogate: {n} parameter rows but {fields.shape[0]} runs of fields")
+        bad = [names[i] for i in range(n) if not np.all(np.isfinite(fields[i]))]
+        if bad:
+            raise ConfigError(f"gp climate surrogate: NaN or inf in the time mean of run(s) {', '.join(bad)} — "
+                              "a failed or truncated run; drop it (study.runs / train.*_runs) or rerun it")
+        if n <= self.max_components:
+            raise ConfigError(f"gp climate surrogate: {n} training run(s) cannot support up to {self.max_components} "
+                              f"EOF components (each needs a run beyond the mean): lower model.gp.max_components to "
+                              f"{max(n - 1, 1)} or less, or add runs (~10 per parameter)")
+        self.param_names, self.transforms = list(param_names), list(transforms)
+        x = transform_params(params, self.param_names, self.transforms)
+        std = x.std(axis=0)
+        constant = [p for p, s in zip(self.param_names, std) if not s > 0]
+        if constant:
+            raise ConfigError(f"gp climate surrogate: parameter(s) {', '.join(constant)} take one value across the "
+                              "training runs; a GP cannot learn a dependence on them — leave them out of model.params")
+        self.x_mean, self.x_std = x.mean(axis=0), std
+        z = (x - self.x_mean) / self.x_std
+        self.n_channels = fields.shape[1]
+        variables = list(dict.fromkeys(channel_variables))
+        rng = np.random.RandomState(self.seed)
+        self.blocks = {}
+        for var in variables:
+            idx = np.array([i for i, v in enumerate(channel_variables) if v == var])
+            block = fields[:, idx]
+            mean = block.mean(axis=0)
+            sqrt_w = np.sqrt(np.broadcast_to(area_weight, block.shape[1:]).reshape(-1))
+            anomalies = (block - mean).reshape(n, -1) * sqrt_w
+            k_max = self.max_components
+            pca = PCA(n_components=k_max, svd_solver="full").fit(anomalies)
+            cumulative = np.cumsum(pca.explained_variance_ratio_)
+            k = int(min(k_max, np.searchsorted(cumulative, self.variance_kept) + 1))
+            eofs = pca.components_[:k]
+            scores = anomalies @ eofs.T
+            residual = anomalies - scores @ eofs
+            truncation = (residual ** 2).mean(axis=0) / np.where(sqrt_w > 0, sqrt_w ** 2, 1.0)
+            gps = [self._fit_gp(z, scores[:, j], rng) for j in range(k)]
+            self.blocks[var] = _VariableEOF(idx, mean, eofs, sqrt_w, truncation.reshape(mean.shape), gps,
+                                            pca.explained_variance_ratio_[:k])
+        return self
+
+    def _fit_gp(self, z: np.ndarray, y: np.ndarray, rng: np.random.RandomState):
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
+
+        p = z.shape[1]
+        kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(length_scale=np.ones(p), length_scale_bounds=(5e-2, 1e2),
+                                                              nu=2.5)
+                  + ConstantKernel(0.1, (1e-5, 1e2)) * DotProduct(sigma_0=1.0, sigma_0_bounds=(1e-3, 1e2))
+                  + WhiteKernel(1e-2, (1e-8, 1.0)))
+        gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=self.restarts,
+                                      random_state=rng)
+        with warnings.catch_warnings():  # a bound reached is information, not an error, on ~20 runs
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gp.fit(z, y)
+        return gp
+
+    # -- predict ----------------------------------------------------------------------------------
+    def predict(self, params: np.ndarray, param_names: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """params [m, P] raw (in `param_names` order when given: each must be one the model knows,
+        all of them given) -> (mean, std), each [m, C, lat, lon] float64 in physical units."""
+        params = np.atleast_2d(np.asarray(params, np.float64))
+        if param_names is not None:
+            params = self._reorder(params, list(param_names))
+        if params.shape[1] != len(self.param_names):
+            raise ConfigError(f"gp climate surrogate: {params.shape[1]} parameter(s) given, the model takes "
+                              f"{len(self.param_names)}: {', '.join(self.param_names)}")
+        z = self._inputs(params)
+        m = z.shape[0]
+        some = next(iter(self.blocks.values()))
+        shape = (m, self.n_channels, *some.mean.shape[1:])
+        mean, var = np.zeros(shape), np.zeros(shape)
+        for block in self.blocks.values():
+            k = len(block.gps)
+            mu_k, sd_k = np.zeros((m, k)), np.zeros((m, k))
+            for j, gp in enumerate(block.gps):
+                mu_k[:, j], sd_k[:, j] = gp.predict(z, return_std=True)
+            w = np.where(block.sqrt_w > 0, block.sqrt_w, 1.0)
+            field = (mu_k @ block.eofs) / w
+            field_var = ((sd_k ** 2) @ (block.eofs ** 2)) / w ** 2
+            mean[:, block.channels] = block.mean + field.reshape(m, *block.mean.shape)
+            var[:, block.channels] = field_var.reshape(m, *block.mean.shape) + block.truncation_var
+        return mean, np.sqrt(var)
+
+    def _reorder(self, params: np.ndarray, names: list[str]) -> np.ndarray:
+        unknown = [n for n in names if n not in self.param_names]
+        if unknown:
+            raise ConfigError(f"gp climate surrogate: unknown parameter(s) {', '.join(unknown)}; the model knows "
+                              f"{', '.join(self.param_names)}")
+        missing = [n for n in self.param_names if n not in names]
+        if missing:
+            raise ConfigError(f"gp climate surrogate: parameter(s) {', '.join(missing)} not given; the model needs "
+                              f"{', '.join(self.param_names)}")
+        return params[:, [names.index(n) for n in self.param_names]]
+
+    # -- description ------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Components kept, variance explained and fitted kernels per variable (plain data)."""
+        return {var: {"components": len(b.gps), "explained": b.explained.tolist(),
+                      "kernels": [str(gp.kernel_) for gp in b.gps]} for var, b in self.blocks.items()}

@@ -1,0 +1,314 @@
+"""The climate study (`astrohpc study climate CONFIG`): leave-one-out parity of the climate surrogate.
+
+Each run of the cube of interval means is the GCM's climate of one planet: the mean of its last
+`study.average_days` days. One task per run: the Gaussian-process surrogate
+(astrohpc/models/gp_climate.py, the `model.gp` settings) is refit on every other run and predicts
+the held-out run's time-mean fields; beside it, with the same training runs, the nearest run, linear
+and quadratic regression on the parameters, and the ensemble mean
+(astrohpc/analysis/parametric_baselines.py). One more task per run of `study.outside_runs`
+(planets outside the design's envelope, never fitted): predicted by the model of all other runs.
+
+Scores per channel of `study.score_channels`, in physical units, area-weighted over the grid:
+RMSE, bias, pattern correlation; for the GP also the coverage of its central 68 % and 95 %
+intervals and the CRPS of its Gaussian predictive distribution.
+
+Out-of-envelope flag: a prediction is flagged when a parameter (transformed as sampled) lies
+outside the training runs' box widened by one Latin-hypercube stratum ((max − min)/(n − 1)) on each
+side — the design's own bounds, recovered from its samples — or when its area-weighted mean
+predictive σ of the first score channel exceeds `study.ood_std_factor` × the largest among the
+leave-one-out predictions (the threshold is set on the LOO runs at aggregation).
+
+Cost: CPU time of one prediction (astrohpc.cost_clock, process and children) beside the GCM's
+own CPU time per run from each run's summary.json (both as CPU time; wall × cores beside).
+
+Aggregation: climate.csv (per run, channel, method), climate_summary.json (pooled scores, ratios
+to the nearest run and the best regression, coverage, OOD verdicts, equilibrium of each run: TOA
+imbalance and ts trend over the averaging window) and summary.json in the study folder (the keys
+`make skill` reports).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrohpc.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("gp", "nearest", "linear", "quadratic", "ensemble_mean")
+PREDICTION_REPEATS = 20
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def climate_cube(cfg: Any) -> Path:
+    """study.cube, else the sweep's cube of interval means (`study.sweep`/datacube_means.h5)."""
+    if cfg.study.cube:
+        return Path(cfg.study.cube)
+    if cfg.study.sweep:
+        return Path(cfg.study.sweep) / "datacube_means.h5"
+    raise ConfigError("the climate study needs study.cube (a cube of interval means) or study.sweep (its sweep folder)")
+
+
+def fit_inputs(cfg: Any, meta: Any) -> dict[str, Any]:
+    """Runs (inside and outside the envelope), parameters and their transforms, channels modelled
+    and scored. ConfigError naming what the cube lacks."""
+    from astrohpc.data.cube import default_transform, pick_channels
+
+    names = list(meta.run_names)
+    unknown = [r for r in [*cfg.study.runs, *cfg.study.outside_runs] if r not in names]
+    if unknown:
+        raise ConfigError(f"{meta.path}: no run {', '.join(unknown)} (study.runs / study.outside_runs); runs: "
+                          f"{', '.join(names)}")
+    outside = list(cfg.study.outside_runs)
+    inside = [r for r in (cfg.study.runs or names) if r not in outside]
+    if len(inside) < 3:
+        raise ConfigError(f"the climate study needs at least 3 runs inside the envelope, got {len(inside)}")
+    rows = [names.index(r) for r in inside]
+    params = list(cfg.model.params) or design_params(meta, rows)
+    if not params:
+        raise ConfigError(f"{meta.path}: no run parameter varies across the runs: nothing to learn from")
+    labels = meta.channel_names
+    scored = pick_channels(labels, list(cfg.study.score_channels), tolerance=0.1)
+    missing = [c for c in cfg.study.score_channels
+               if not any(labels[i].split("@")[0] == c.split("@")[0] for i in scored)]
+    if missing:
+        raise ConfigError(f"{meta.path}: no channel {', '.join(missing)} (study.score_channels); variables: "
+                          f"{', '.join(dict.fromkeys(meta.variables))}")
+    variables = list(cfg.model.variables) or list(dict.fromkeys(meta.variables[i] for i in scored))
+    channels = [int(i) for i in meta.channels_of(variables)]
+    return {"inside": inside, "outside": outside, "params": params,
+            "transforms": [meta.param_transforms.get(p) or default_transform(p) for p in params],
+            "channels": channels, "score": [channels.index(i) for i in scored if i in channels],
+            "score_labels": [labels[i] for i in scored if i in channels]}
+
+
+def design_params(meta: Any, rows: list[int]) -> list[str]:
+    """The parameters the sweep's design varied (those with a `point.planet.*` copy), else those
+    that vary across `rows` by more than rounding."""
+    designed = [p for p in meta.param_names if f"point.planet.{p}" in meta.params]
+    if designed:
+        return designed
+    return [p for p in meta.param_names
+            if np.nanstd(meta.params[p][rows]) > 1e-9 * (1.0 + abs(np.nanmean(meta.params[p][rows])))]
+
+
+# ---------------------------------------------------------------------------- expand
+
+
+def expand(cfg: Any) -> list[dict[str, Any]]:
+    """One task per run inside the envelope (held out once) and per outside run; checked here,
+    where the study is planned."""
+    from astrohpc.data.cube import read_meta
+
+    if cfg.model.task != "climate" or cfg.model.architecture != "gp":
+        raise ConfigError("the climate study fits the Gaussian-process climate surrogate: set model.task: climate "
+                          f"and model.architecture: gp (got {cfg.model.task!r}, {cfg.model.architecture!r})")
+    cube = climate_cube(cfg).resolve()
+    meta = read_meta(cube, stats=False)
+    inputs = fit_inputs(cfg, meta)
+    fitted = len(inputs["inside"]) - 1
+    if fitted <= cfg.model.gp.max_components:
+        raise ConfigError(f"the climate study fits {fitted} runs at a time, too few for up to {cfg.model.gp.max_components} "
+                          f"EOF components: lower model.gp.max_components to {max(fitted - 1, 1)} or less, or add runs")
+    short = [n for n, t in zip(meta.run_names, meta.time_days) if np.nanmax(t) < 2 * cfg.study.average_days]
+    if short:
+        log.warning("runs %s are shorter than twice study.average_days: their mean includes the adjustment",
+                    ", ".join(short))
+    return ([{"held_out": r, "kind": "loo", "cube": str(cube)} for r in inputs["inside"]]
+            + [{"held_out": r, "kind": "outside", "cube": str(cube)} for r in inputs["outside"]])
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def envelope_check(x_train: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """[m] True where every (transformed) parameter of x [m, P] lies in the training box widened by
+    one stratum (max − min)/(n − 1) on each side."""
+    low, high = x_train.min(axis=0), x_train.max(axis=0)
+    pad = (high - low) / max(len(x_train) - 1, 1)
+    return np.all((x >= low - pad) & (x <= high + pad), axis=1)
+
+
+def predictions(train_x: np.ndarray, train_fields: np.ndarray, test_x: np.ndarray, model: Any) -> dict[str, np.ndarray]:
+    """Every method's prediction [m, C, lat, lon] from the same training runs (raw parameters)."""
+    from astrohpc.analysis import parametric_baselines as base
+
+    z_train, z_test = model._inputs(train_x), model._inputs(test_x)
+    return {"nearest": base.nearest_run(z_train, train_fields, z_test),
+            "linear": base.regression(z_train, train_fields, z_test, 1),
+            "quadratic": base.regression(z_train, train_fields, z_test, 2),
+            "ensemble_mean": base.ensemble_mean(train_fields, len(test_x))}
+
+
+def score(pred: dict[str, np.ndarray], std: np.ndarray, truth: np.ndarray, area: np.ndarray,
+          labels: list[str], score: list[int]) -> dict[str, Any]:
+    """Scores of one held-out run: truth [C, lat, lon]; pred[method] [C, lat, lon]; std [C, lat, lon]."""
+    from astrohpc.analysis.metrics import coverage, crps_gaussian
+    from astrohpc.studies.scores import pattern_correlation, rmse_bias
+
+    out: dict[str, Any] = {"rmse": {}, "bias": {}, "corr": {}, "coverage68": {}, "coverage95": {}, "crps": {}}
+    for method, field in pred.items():
+        rmse, bias = rmse_bias(field[score], truth[score], area)
+        corr = pattern_correlation(field[score], truth[score], area)
+        for j, label in enumerate(labels):
+            out["rmse"].setdefault(label, {})[method] = float(rmse[j])
+            out["bias"].setdefault(label, {})[method] = float(bias[j])
+            out["corr"].setdefault(label, {})[method] = float(corr[j])
+    weights = np.broadcast_to(area, truth.shape[1:])
+    for j, label in zip(score, labels):
+        out["coverage68"][label] = coverage(pred["gp"][j], std[j], truth[j], 0.68, weights)
+        out["coverage95"][label] = coverage(pred["gp"][j], std[j], truth[j], 0.95, weights)
+        out["crps"][label] = crps_gaussian(pred["gp"][j], std[j], truth[j], weights)
+    return out
+
+
+def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
+    """Fit on every other inside run, predict `task["held_out"]`, score every method."""
+    from astrohpc.analysis.cube_means import time_mean_fields
+    from astrohpc.cost_clock import cost_clock
+    from astrohpc.data.cube import read_meta, transform_params
+    from astrohpc.models.gp_climate import GPClimate
+    from astrohpc.studies.scores import global_mean
+
+    meta = read_meta(task["cube"], stats=False)
+    inputs = fit_inputs(cfg, meta)
+    train = [r for r in inputs["inside"] if r != task["held_out"]]
+    rows = [meta.run_names.index(r) for r in [*train, task["held_out"]]]
+    fields = time_mean_fields(task["cube"], inputs["channels"], cfg.study.average_days, rows)
+    params = meta.param_matrix(inputs["params"])[rows]
+    train_x, train_fields = params[:-1], fields[:-1]
+    test_x, truth = params[-1:], fields[-1]
+    gp_cfg = cfg.model.gp
+    model = GPClimate(gp_cfg.variance_kept, gp_cfg.max_components, gp_cfg.restarts, cfg.run.seed)
+    channel_vars = [meta.variables[i] for i in inputs["channels"]]
+    with cost_clock(1) as fit_cost:
+        model.fit(train_x, inputs["params"], inputs["transforms"], train_fields, channel_vars, meta.area_weight, train)
+    with cost_clock(1) as predict_cost:
+        for _ in range(PREDICTION_REPEATS):
+            mean, std = model.predict(test_x)
+    pred = {"gp": mean[0], **{k: v[0] for k, v in predictions(train_x, train_fields, test_x, model).items()}}
+    scores = score(pred, std[0], truth, meta.area_weight, inputs["score_labels"], inputs["score"])
+    x_train = transform_params(train_x, inputs["params"], inputs["transforms"])
+    x_test = transform_params(test_x, inputs["params"], inputs["transforms"])
+    first = inputs["score"][0]
+    gm_truth = float(global_mean(truth[first], meta.area_weight))
+    gm_pred = float(global_mean(mean[0, first], meta.area_weight))
+    return {"held_out": task["held_out"], "kind": task["kind"], "train_runs": train,
+            "params": dict(zip(inputs["params"], map(float, params[-1]))),
+            "transforms": inputs["transforms"], "score_labels": inputs["score_labels"], **scores,
+            "inside_envelope": bool(envelope_check(x_train, x_test)[0]),
+            "mean_sigma_first_channel": float(global_mean(std[0, first], meta.area_weight)),
+            "global_mean_first_channel": {"gcm": gm_truth, "gp": gm_pred},
+            "gp": model.describe(),
+            "cost": {"fit_cpu_s": fit_cost["cpu_s"], "fit_wall_s": fit_cost["wall_s"],
+                     "predict_cpu_s": predict_cost["cpu_s"] / PREDICTION_REPEATS,
+                     "predict_wall_core_s": predict_cost["wall_core_s"] / PREDICTION_REPEATS}}
+
+
+# ---------------------------------------------------------------------------- aggregate
+
+
+def pooled(results: list[dict[str, Any]], key: str, label: str, method: str) -> float:
+    """RMSE pooled over runs: sqrt of the mean of the squared per-run RMSEs (each run's grid weighs alike)."""
+    return float(np.sqrt(np.mean([r[key][label][method] ** 2 for r in results])))
+
+
+def gcm_cost(sweep: Any, runs: list[str]) -> dict[str, Any]:
+    """The GCM's own cost per run from each run's summary.json (CPU time; wall × cores beside)."""
+    if not sweep:
+        return {}
+    cpu, wall_core, days = [], [], []
+    for name in runs:
+        path = Path(sweep) / name / "summary.json"
+        if not path.is_file():
+            continue
+        s = json.loads(path.read_text())
+        if s.get("cpu_time_s") is not None:
+            cpu.append(float(s["cpu_time_s"]))
+        if s.get("wall_time_s") is not None:
+            wall_core.append(float(s["wall_time_s"]) * int((s.get("gcm") or {}).get("ncpus", 1)))
+        days.append(float(s.get("simulated_days", np.nan)))
+    return {"exoplasim_cpu_s_per_run": float(np.mean(cpu)) if cpu else None,
+            "exoplasim_wall_core_s_per_run": float(np.mean(wall_core)) if wall_core else None,
+            "simulated_days_per_run": float(np.mean(days)) if days else None, "runs_timed": len(cpu)}
+
+
+def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """climate.csv, climate_summary.json, summary.json (see the module doc)."""
+    from astrohpc.analysis.equilibrium import equilibrium_rows
+    from astrohpc.atomic_write import write_json, write_text
+    from astrohpc.provenance import collect
+
+    loo = sorted((r for r in results if r["kind"] == "loo"), key=lambda r: r["held_out"])
+    outside = sorted((r for r in results if r["kind"] == "outside"), key=lambda r: r["held_out"])
+    if not loo:
+        raise ConfigError(f"{study_dir}: no leave-one-out task finished: nothing to aggregate")
+    labels = loo[0]["score_labels"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["run", "kind", "channel", "method", "rmse", "bias", "pattern_correlation"])
+    for r in [*loo, *outside]:
+        for label in labels:
+            for method in METHODS:
+                writer.writerow([r["held_out"], r["kind"], label, method, f"{r['rmse'][label][method]:.6g}",
+                                 f"{r['bias'][label][method]:.6g}", f"{r['corr'][label][method]:.6g}"])
+    write_text(study_dir / "climate.csv", buffer.getvalue())
+
+    rmse = {label: {m: pooled(loo, "rmse", label, m) for m in METHODS} for label in labels}
+    ratio_nearest = {label: rmse[label]["gp"] / rmse[label]["nearest"] for label in labels}
+    ratio_regression = {label: rmse[label]["gp"] / min(rmse[label]["linear"], rmse[label]["quadratic"])
+                        for label in labels}
+    coverage = {level: {label: float(np.mean([r[level][label] for r in loo])) for label in labels}
+                for level in ("coverage68", "coverage95")}
+    threshold = cfg.study.ood_std_factor * max(r["mean_sigma_first_channel"] for r in loo)
+    verdicts = {r["held_out"]: {"kind": r["kind"], "inside_envelope": r["inside_envelope"],
+                                "mean_sigma": r["mean_sigma_first_channel"],
+                                "flagged": (not r["inside_envelope"]) or r["mean_sigma_first_channel"] > threshold}
+                for r in [*loo, *outside]}
+    cube = Path(loo[0]["task"]["cube"])
+    equilibrium = equilibrium_rows(cube, window_days=float(cfg.study.average_days))
+    gcm = gcm_cost(cfg.study.sweep, [r["held_out"] for r in loo])
+    predict_cpu = float(np.mean([r["cost"]["predict_cpu_s"] for r in loo]))
+    summary = {
+        "n_runs": len(loo), "outside_runs": [r["held_out"] for r in outside],
+        "average_days": cfg.study.average_days, "cube": str(cube),
+        "loo_rmse": rmse, "loo_ratio_to_nearest": ratio_nearest,
+        "loo_ratio_to_best_regression": ratio_regression,
+        "loo_bias": {label: {m: float(np.mean([r["bias"][label][m] for r in loo])) for m in METHODS} for label in labels},
+        "loo_pattern_correlation": {label: {m: float(np.mean([r["corr"][label][m] for r in loo])) for m in METHODS}
+                                    for label in labels},
+        "coverage68": coverage["coverage68"], "coverage95": coverage["coverage95"],
+        "crps": {label: float(np.mean([r["crps"][label] for r in loo])) for label in labels},
+        "ood": {"sigma_threshold": threshold, "sigma_channel": labels[0], "verdicts": verdicts,
+                "inside_unflagged_fraction": float(np.mean([not verdicts[r["held_out"]]["flagged"] for r in loo])),
+                "outside_flagged": [verdicts[r["held_out"]]["flagged"] for r in outside]},
+        "outside": {r["held_out"]: {"rmse": r["rmse"], "params": r["params"]} for r in outside},
+        "equilibrium": equilibrium,
+        "cost_s_per_prediction": predict_cpu,
+        "cost_measure": "CPU time, process + children (getrusage), one prediction of every modelled field",
+        **gcm,
+        "speedup_cpu_vs_exoplasim_run": (gcm["exoplasim_cpu_s_per_run"] / predict_cpu
+                                         if gcm.get("exoplasim_cpu_s_per_run") else None),
+        "partial": bool(record.get("partial", False)),
+        "twin_floor": None,
+        "twin_floor_note": "not measured by this study: no GCM twin of a climate run is run yet",
+    }
+    prov = collect(cfg)
+    summary.update(git=prov.get("git"), date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   host=prov.get("host"))
+    write_json(study_dir / "climate_summary.json", summary)
+    write_json(study_dir / "summary.json", {k: summary[k] for k in (
+        "loo_rmse", "loo_ratio_to_nearest", "loo_ratio_to_best_regression", "coverage95", "coverage68", "n_runs",
+        "cost_s_per_prediction", "exoplasim_cpu_s_per_run", "exoplasim_wall_core_s_per_run",
+        "speedup_cpu_vs_exoplasim_run", "ood", "git", "date", "host")})
+    return {"table": str(study_dir / "climate.csv"), "summary": str(study_dir / "climate_summary.json")}

@@ -1,0 +1,138 @@
+"""The climate study (leave-one-out parity of the GP climate surrogate) on a tiny real sweep: 6
+cold-start ExoPlaSim planets × 6 days with daily means (5 inside a maximin hypercube, 1 outside it),
+the last 3 days as each run's climate. Scores of the baselines are recomputed here from the
+NetCDF files with xarray and cos-latitude weights — not from the study's code — and the outside
+planet must be flagged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from astrohpc.config import Config, from_dict, load_config, to_dict
+from astrohpc.errors import ConfigError
+from astrohpc.studies import climate_loo
+from astrohpc.studies.execute import aggregate_study, plan_study, run_local
+
+REPO = Path(__file__).resolve().parents[2]
+AVERAGE_DAYS = 3
+
+
+@pytest.fixture(scope="module")
+def climate_sweep(tmp_path_factory, smoke_gcm_run):  # smoke_gcm_run: the ExoPlaSim build exists
+    from astrohpc.gcm.manifest import aggregate
+    from astrohpc.gcm.sweep import plan_sweep, write_plan
+    from astrohpc.gcm.sweep import run_local as run_sweep
+
+    root = tmp_path_factory.mktemp("climate")
+    gcm = load_config(REPO / "configs" / "gcm" / "skill.yaml",
+                      [f"run.root={root}", "run.name=sweep", "sweep.samples=5", "gcm.days=6", "sweep.spinup_days=0",
+                       "sweep.cache_tasks=false", "gcm.snapshot_interval_days=0"])
+    plan = plan_sweep(gcm)
+    write_plan(plan, gcm)
+    assert sorted(s for _, s, _ in run_sweep(plan.sweep_dir, workers=2)) == ["finished"] * 6
+    assert aggregate(plan.sweep_dir)["datacube_means"]["converted"]
+    return plan.sweep_dir
+
+
+def _cfg(root, sweep, **study):
+    return from_dict(Config, {
+        "run": {"root": str(root), "name": "climate", "seed": 0},
+        "model": {"task": "climate", "architecture": "gp", "gp": {"restarts": 1, "max_components": 3}},
+        "study": {"sweep": str(sweep), "average_days": AVERAGE_DAYS, "outside_runs": ["task-0005"],
+                  "score_channels": ["ts", "rlut"], **study}}, source="test")
+
+
+def _time_mean(sweep, run, var):
+    with xr.open_dataset(Path(sweep) / run / "output" / "exoplasim.nc", decode_times=False) as ds:
+        return ds[var].isel(time=slice(-AVERAGE_DAYS, None)).mean("time").values.astype(np.float64), ds["lat"].values
+
+
+def _rmse(a, b, lat):
+    w = np.broadcast_to(np.cos(np.radians(lat))[:, None], a.shape)
+    return float(np.sqrt((w * (a - b) ** 2).sum() / w.sum()))
+
+
+def test_tiny_climate_study_end_to_end(climate_sweep, tmp_path):
+    cfg = _cfg(tmp_path, climate_sweep)
+    study = plan_study("climate", cfg)
+    tasks = json.loads((study / "study.json").read_text())["tasks"]
+    assert [(t["held_out"], t["kind"]) for t in tasks] == [(f"task-{i:04d}", "loo") for i in range(5)] + [
+        ("task-0005", "outside")]
+    assert sorted(s for _, s, _ in run_local(study)) == ["finished"] * 6
+    record = aggregate_study(study)
+    assert record["complete"]
+    summary = json.loads((study / "climate_summary.json").read_text())
+    assert summary["n_runs"] == 5 and summary["outside_runs"] == ["task-0005"]
+
+    # the nearest-run baseline, recomputed from the GCM's own files: rotation period in log10 and
+    # instellation, each standardised over the 4 training runs, Euclidean distance
+    points = {t["run_dir"]: t["point"] for t in json.loads((Path(climate_sweep) / "tasks.json").read_text())["tasks"]}
+    inside = [f"task-{i:04d}" for i in range(5)]
+    errors = []
+    for held in inside:
+        train = [r for r in inside if r != held]
+        x = np.array([[np.log10(points[r]["planet.rotation_period_days"]), points[r]["planet.instellation_W_m2"]]
+                      for r in [*train, held]])
+        z = (x - x[:-1].mean(axis=0)) / x[:-1].std(axis=0)
+        nearest = train[int(np.argmin(((z[:-1] - z[-1]) ** 2).sum(axis=1)))]
+        truth, lat = _time_mean(climate_sweep, held, "ts")
+        guess, _ = _time_mean(climate_sweep, nearest, "ts")
+        errors.append(_rmse(guess, truth, lat))
+    # ExoPlaSim's NetCDF latitudes are Gaussian; cos φ of the centres stands in for the cube's exact
+    # Gauss weights, which differ by < 0.5 % at T21
+    assert summary["loo_rmse"]["ts"]["nearest"] == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=5e-3)
+    assert summary["loo_ratio_to_nearest"]["ts"] == pytest.approx(
+        summary["loo_rmse"]["ts"]["gp"] / summary["loo_rmse"]["ts"]["nearest"])
+    for level in ("coverage68", "coverage95"):
+        assert 0.0 <= summary[level]["ts"] <= 1.0
+    assert summary["coverage95"]["ts"] >= summary["coverage68"]["ts"]
+
+    # out of the envelope: the outside planet (16 d, 1500 W m-2) trips the flag
+    assert summary["ood"]["outside_flagged"] == [True]
+    assert summary["ood"]["verdicts"]["task-0005"]["inside_envelope"] is False
+    # each run's distance from equilibrium over the averaging window, from the means cube
+    assert [row["run"] for row in summary["equilibrium"]] == [*inside, "task-0005"]
+    assert all(row["window_days"] == AVERAGE_DAYS for row in summary["equilibrium"])
+    # cost: CPU time on both sides, from the runs' own summaries
+    cpu = [json.loads((Path(climate_sweep) / r / "summary.json").read_text())["cpu_time_s"] for r in inside]
+    assert summary["exoplasim_cpu_s_per_run"] == pytest.approx(np.mean(cpu))
+    assert summary["cost_s_per_prediction"] > 0
+    top = json.loads((study / "summary.json").read_text())
+    assert {"loo_rmse", "loo_ratio_to_nearest", "coverage95", "n_runs", "cost_s_per_prediction",
+            "exoplasim_cpu_s_per_run", "git", "date", "host"} <= set(top)
+
+
+def test_bad_study_configs_are_refused(climate_sweep, tmp_path):
+    with pytest.raises(ConfigError, match="model.architecture: gp"):
+        climate_loo.expand(from_dict(Config, {**to_dict(_cfg(tmp_path, climate_sweep)),
+                                              "model": {"task": "climate", "architecture": "unet"}}, source="t"))
+    with pytest.raises(ConfigError, match="no run task-0099"):
+        climate_loo.expand(_cfg(tmp_path, climate_sweep, outside_runs=["task-0099"]))
+    with pytest.raises(ConfigError, match="no channel zz"):
+        climate_loo.expand(_cfg(tmp_path, climate_sweep, score_channels=["zz"]))
+    with pytest.raises(ConfigError, match="lower model.gp.max_components to 3"):
+        climate_loo.expand(from_dict(Config, {**to_dict(_cfg(tmp_path, climate_sweep)), "model": {
+            "task": "climate", "architecture": "gp"}}, source="t"))
+    with pytest.raises(ConfigError, match="study.cube"):
+        climate_loo.climate_cube(from_dict(Config, {"model": {"task": "climate", "architecture": "gp"}}, source="t"))
+
+
+def test_parameters_are_read_as_the_sweep_sampled_them(climate_sweep):
+    """rotation period was sampled log-uniformly (sweep.log_scale): the cube records it and models read
+    log10 of it; instellation (linear) stays as it is."""
+    from astrohpc.data.cube import read_meta
+
+    meta = read_meta(Path(climate_sweep) / "datacube_means.h5", stats=False)
+    assert meta.param_transforms == {"rotation_period_days": "log10"}
+    names = ["rotation_period_days", "instellation_W_m2"]
+    norm = meta.param_normalization(names)
+    assert norm["transform"] == ["log10", "identity"]
+    raw = np.c_[meta.params["rotation_period_days"], meta.params["instellation_W_m2"]]
+    by_hand = np.c_[np.log10(raw[:, 0]), raw[:, 1]]
+    np.testing.assert_allclose(meta.normalized_params(norm),
+                               (by_hand - by_hand.mean(axis=0)) / by_hand.std(axis=0), rtol=1e-12)

@@ -205,6 +205,58 @@ def test_preempted_srun_job_requeues_and_resumes_bit_identical(physics_cube, slu
 
 
 
+FAKE_APPTAINER = """#!/bin/bash
+# A stand-in for `apptainer exec [--nv] [--bind L] [--env K=V] IMAGE CMD...`: CMD runs with a PATH that
+# holds no Slurm client, as in the image; what the task could find is noted for the test.
+shift
+while [[ "$1" == --* ]]; do case "$1" in --nv) shift ;; *) shift 2 ;; esac; done
+shift
+export PATH={image_bin}
+echo "rank ${{SLURM_PROCID:-?}}: scontrol=$(command -v scontrol || echo none) MASTER_ADDR=$MASTER_ADDR" >> {notes}
+exec "$@"
+"""
+
+
+@pytest.mark.slurm
+def test_training_in_an_image_without_slurm_client_meets_and_requeues_from_the_host(physics_cube, slurm_workdir):
+    """The containerised path on the local cluster, with a stand-in for `apptainer exec` whose tasks
+    see no scontrol: the ranks meet at the MASTER_ADDR the batch shell exported, checkpoint on the
+    signal, rank 0 asks for the requeue, the batch shell requeues, and the run finishes."""
+    path = _train_cfg(slurm_workdir, physics_cube, "inimage", epochs=12)
+    tools, image_bin = slurm_workdir / "host-bin", slurm_workdir / "image-bin"
+    tools.mkdir()
+    image_bin.mkdir()
+    notes = slurm_workdir / "inimage-notes.txt"
+    (tools / "apptainer").write_text(FAKE_APPTAINER.format(image_bin=image_bin, notes=notes))
+    (image_bin / "astrohpc").write_text(f"#!/bin/bash\nexec {sys.executable} -m astrohpc \"$@\"\n")
+    for exe in (tools / "apptainer", image_bin / "astrohpc"):
+        exe.chmod(0o755)
+    image = slurm_workdir / "astrohpc.sif"
+    image.write_text("")
+    environ = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-m", "astrohpc", "submit", "train", str(path), "--container", str(image),
+                           "--bind", str(slurm_workdir), "--bind", str(physics_cube.parent)],
+                          capture_output=True, text=True, cwd=REPO, timeout=60, env=environ)
+    assert done.returncode == 0, done.stderr
+    job = done.stdout.split()[2].rstrip(":")
+    run = slurm_workdir / "inimage"
+    train_csv = run / "metrics" / "train.csv"
+    _wait(job, lambda: train_csv.exists() and len(train_csv.read_text().splitlines()) > 4)
+    subprocess.run(["scancel", "--signal=USR1", job], check=True)
+    _wait(job, lambda: _state(job) in ("PENDING", "REQUEUED") or (run / "metrics.json").exists())
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+    _wait(job, lambda: (run / "metrics.json").exists() and
+          json.loads((run / "metrics.json").read_text()).get("status") == "finished", timeout=300)
+    summary = json.loads((run / "metrics.json").read_text())
+    assert summary["step"] == 24 and summary["distributed"]["world_size"] == 2
+    log = "".join(p.read_text() for p in (run / "logs").glob("*.out"))
+    assert "restart 1" in log and "from the batch shell" in log, log[-2000:]
+    lines = notes.read_text().splitlines()
+    assert len(lines) == 4 and all("scontrol=none" in line for line in lines)  # 2 ranks x 2 attempts
+    assert len({line.split("MASTER_ADDR=")[1] for line in lines}) == 1
+    assert summary["distributed"]["master_addr"] == lines[0].split("MASTER_ADDR=")[1]
+
+
 def test_submitit_checkpoint_resubmits_the_same_training():
     from submitit.helpers import DelayedSubmission
 

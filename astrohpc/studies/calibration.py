@@ -554,7 +554,8 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     meta = read_meta(info["cube"])
     names_all = list(plan.describe()["channel_names"])
     scored = list(plan.predicted)
-    if info["config"]["model"]["task"] == "emulator":
+    emulator = info["config"]["model"]["task"] == "emulator"
+    if emulator:
         keeps = model.normalizer.diff_std[0, :, 0, 0].numpy() == 0
         scored = [c for c in scored if not keeps[c]]
     names = [names_all[c] for c in scored]
@@ -563,8 +564,6 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     norm_std = model.normalizer.std[0, scored, 0, 0].numpy()
     area = model.grid.area_weight.double().numpy()
     samples, seed = cfg.model.uncertainty.samples, task["seeds"][0]
-
-    emulator = info["config"]["model"]["task"] == "emulator"
     keep = select_channels(names)  # the channels scored as an ensemble too: their members are kept
     floored, forecasts = {}, {}
     for part, runs in (("validation", task["validation_runs"]), ("test", task["test_runs"])):

@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--gpus-per-node", type=int, default=None,
                        help="G GPUs per node: G srun tasks per node (train); study: 0 or 1 GPU per task")
         p.add_argument("--ntasks-per-node", type=int, default=None, help="CPU ranks per node when no GPUs (train)")
-        p.add_argument("--cpus-per-task", type=int, default=None, help="CPU cores per task (default: the profile's)")
+        p.add_argument("--cpus-per-task", type=int, default=None,
+                       help="CPU cores per task (default: the profile's; a sweep's tasks take gcm.ncpus)")
         p.add_argument("--time", default=None, help="wall-clock limit, e.g. 04:00:00")
         p.add_argument("--partition", default=None, help="Slurm partition (default: the profile's)")
         p.add_argument("--account", default=None, help="Slurm account to charge (default: the profile's)")
@@ -79,6 +80,9 @@ def refuse_layout(what: str, args: argparse.Namespace) -> None:
     given = [f"--{o.replace('_', '-')}" for o in LAYOUT_OPTIONS.get(what, ()) if getattr(args, o) is not None]
     if what == "study" and args.gpus_per_node not in (None, 0, 1):
         given.append(f"--gpus-per-node {args.gpus_per_node}")
+    if what == "sweep" and args.cpus_per_task is not None:
+        raise ConfigError(f"submit sweep: --cpus-per-task {args.cpus_per_task} cannot be honoured: a GCM task takes "
+                          f"gcm.ncpus CPUs (ExoPlaSim's MPI ranks); pass gcm.ncpus={args.cpus_per_task} instead")
     if given:
         raise ConfigError(f"submit {what}: {', '.join(given)} cannot be honoured: every {what} task is one process "
                           "on one node (GCM tasks on CPUs; study tasks on CPUs or one GPU each); the multi-node, "

@@ -84,6 +84,7 @@ def test_sweep_dry_run_in_the_image_on_a500(tmp_path):
 
 
 @pytest.mark.parametrize("what, flags", [("sweep", ["--nodes", "4"]), ("sweep", ["--gpus-per-node", "2"]),
+                                         ("sweep", ["--cpus-per-task", "4"]),
                                          ("study", ["--kind", "parity", "--nodes", "2"]),
                                          ("study", ["--kind", "parity", "--gpus-per-node", "4"])])
 def test_flags_a_job_cannot_honour_are_refused(tmp_path, what, flags):

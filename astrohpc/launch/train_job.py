@@ -34,7 +34,12 @@ TEMPLATE = "train.sbatch"
 
 
 def task_layout(slurm: Any) -> dict[str, Any]:
-    """sbatch options of the task layout: nodes, tasks per node, GPUs per node (one task per GPU)."""
+    """sbatch options of the task layout: nodes, tasks per node, GPUs per node (one task per GPU).
+    ConfigError for CPU ranks per node asked beside GPUs (they would be ignored)."""
+    if slurm.gpus_per_node and slurm.ntasks_per_node not in (1, slurm.gpus_per_node):
+        raise ConfigError(f"slurm.ntasks_per_node={slurm.ntasks_per_node} with slurm.gpus_per_node="
+                          f"{slurm.gpus_per_node}: a GPU job runs one task per GPU; set gpus_per_node (or "
+                          "gpus_per_node=0 for CPU ranks)")
     per_node = slurm.gpus_per_node or slurm.ntasks_per_node
     options: dict[str, Any] = {"nodes": slurm.nodes, "ntasks_per_node": per_node}
     if slurm.gpus_per_node:

@@ -92,6 +92,13 @@ def test_bad_options_name_the_fix(tmp_path):
         render_train(gpu_cfg(tmp_path, "slurm.time=soon"), Path("/r/c.yaml"), Path("/r"))
 
 
+def test_cpu_ranks_beside_gpus_are_refused_not_ignored(tmp_path):
+    with pytest.raises(ConfigError, match="one task per GPU"):
+        render_train(gpu_cfg(tmp_path, "slurm.ntasks_per_node=3"), Path("/r/c.yaml"), Path("/r"))
+    assert "--ntasks-per-node=4" in render_train(gpu_cfg(tmp_path, "slurm.ntasks_per_node=4"), Path("/r/c.yaml"),
+                                                 Path("/r"))
+
+
 def test_cli_dry_run_and_profiles(tmp_path):
     path = _write_cfg(tmp_path, f"""run: {{name: dry, root: {tmp_path}}}
 model: {{task: emulator, architecture: unet}}

@@ -28,7 +28,7 @@ RENAMED_VARIABLES = {"NCCL_ASYNC_ERROR_HANDLING": "TORCH_NCCL_ASYNC_ERROR_HANDLI
                      "NCCL_BLOCKING_WAIT": "TORCH_NCCL_BLOCKING_WAIT"}
 
 
-def preflight(slurm: Any, inputs: Mapping[str, Optional[str]] = (), outputs: Iterable[str] = (),
+def preflight(slurm: Any, inputs: Optional[Mapping[str, Optional[str]]] = None, outputs: Iterable[str] = (),
               partitions: Optional[set[str]] = None) -> list[str]:
     """Every problem found (empty: fine). inputs: {setting: path} the job reads (None: not set);
     outputs: folders it writes. partitions: the cluster's (default: asked of sinfo, if it answers)."""
@@ -37,7 +37,7 @@ def preflight(slurm: Any, inputs: Mapping[str, Optional[str]] = (), outputs: Ite
     if account.lower() in PLACEHOLDER_ACCOUNTS or account.startswith("<"):
         problems.append(f"slurm.account is the placeholder {account!r} of the cluster profile: give yours with "
                         "--account NAME (or slurm.account=NAME, or in your copy of the profile)")
-    inputs = dict(inputs)
+    inputs = dict(inputs or {})
     for setting, path in inputs.items():
         if path and not Path(path).exists():
             problems.append(f"{setting} {path} does not exist: run the stage that makes it first, or fix the path")

@@ -8,6 +8,7 @@ then make the same number of read calls.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,7 @@ class CubeMeta:
     static_units: dict[str, str] = field(default_factory=dict)
     vertical: dict[str, Any] = field(default_factory=dict)  # sigma_half | hyai, hybi, p0_Pa
     param_transforms: dict[str, str] = field(default_factory=dict)  # name -> "log10" where the sweep sampled in log
+    step_means: list[str] = field(default_factory=list)  # variables that are means over the step into each state
 
     @property
     def chunk_bytes(self) -> int:
@@ -282,7 +284,7 @@ def read_meta(path: str | Path, stats: bool = True) -> CubeMeta:
                         names(table["units"][()]), None, cube_id, names(f[schema.RUN_NAME][()]),
                         f[schema.time_days_path(f)][()], f[schema.TIME_STEP][()], f[schema.LAT][()], f[schema.LON][()],
                         f[schema.AREA_WEIGHT][()], _read_params(f), static, static_units, vertical,
-                        _read_param_transforms(f))
+                        _read_param_transforms(f), json.loads(f.attrs.get("step_mean_variables", "[]")))
     finally:
         f.close()
     meta.stats = read_stats(path, cube_id) if stats else None

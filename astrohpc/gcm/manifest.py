@@ -122,7 +122,8 @@ def merge_step_cube(sweep_dir: Path, cubes: dict[str, Any], variables: list[str]
         merge_step_means(sweep_dir / DATACUBE, sweep_dir / DATACUBES["means"], sweep_dir / STEP_DATACUBE, variables)
     except Exception as exc:  # the manifest must be written even when the merge fails
         return {"converted": False, "reason": f"{type(exc).__name__}: {exc}"}
-    return {"converted": True, "path": STEP_DATACUBE, "kind": "snapshots + step means", "step_mean_variables": variables}
+    return {"converted": True, "path": STEP_DATACUBE, "kind": "snapshots + step means",
+            "step_mean_variables": variables}
 
 
 def aggregate(sweep_dir: str | Path, convert: bool = True) -> dict[str, Any]:

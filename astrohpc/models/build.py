@@ -53,10 +53,12 @@ class ChannelPlan:
     params: tuple[str, ...]
     scalars: tuple[int, ...]
     table: ChannelTable
+    diagnostic: tuple[int, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         return {"variables": list(self.variables), "cube_channels": list(self.cube_channels),
-                "predicted": list(self.predicted), "forcing": list(self.forcing), "static": list(self.static),
+                "predicted": list(self.predicted), "forcing": list(self.forcing), "diagnostic": list(self.diagnostic),
+                "static": list(self.static),
                 "params": list(self.params), "scalars": list(self.scalars),
                 "channel_names": [channel_label(v, lev)
                                   for v, lev in zip(self.table.variables, self.table.levels)]}
@@ -65,19 +67,30 @@ class ChannelPlan:
 def plan_channels(settings: ModelSettings, meta: Any) -> ChannelPlan:
     """The channel plan of `settings` on the cube `meta`; ConfigError naming what the cube lacks."""
     cube_vars = list(dict.fromkeys(meta.variables))
-    forcings = list(settings.forcings) if settings.task == "emulator" else []
-    missing = [v for v in [*settings.variables, *forcings] if v not in cube_vars]
+    emulator = settings.task == "emulator"
+    forcings = list(settings.forcings) if emulator else []
+    diagnostics = list(settings.diagnostics) if emulator else []
+    missing = [v for v in [*settings.variables, *forcings, *diagnostics] if v not in cube_vars]
     if missing:
         raise ConfigError(f"model: the cube {meta.path} has no variable {', '.join(missing)}; it has "
                           f"{', '.join(cube_vars)} (convert with them in data.variables, or change model.variables"
-                          f"{'/forcings' if forcings else ''})")
-    predicted_vars = list(settings.variables) or [v for v in cube_vars if v not in forcings]
-    wanted = set(predicted_vars) | set(forcings)
+                          f"{'/forcings/diagnostics' if emulator else ''})")
+    step_means = [v for v in getattr(meta, "step_means", []) if v in cube_vars]
+    if emulator:
+        fed_back = [v for v in [*settings.variables, *forcings] if v in step_means]
+        if fed_back:
+            raise ConfigError(f"model: {', '.join(fed_back)} in the cube {meta.path} are means over the step into "
+                              "each state (its step_mean_variables), not states: an emulator cannot feed them back "
+                              "or take them as forcings — list them in model.diagnostics")
+    predicted_vars = list(settings.variables) or [v for v in cube_vars if v not in forcings and v not in diagnostics
+                                                  and not (emulator and v in step_means)]
+    wanted = set(predicted_vars) | set(forcings) | set(diagnostics)
     variables = tuple(v for v in cube_vars if v in wanted)  # cube order: channels read in one slice
     channels = meta.channels_of(list(variables))
     table = ChannelTable.from_meta(meta, channels)
-    predicted = tuple(i for i, v in enumerate(table.variables) if v not in forcings)
+    predicted = tuple(i for i, v in enumerate(table.variables) if v not in forcings and v not in diagnostics)
     forcing = tuple(i for i, v in enumerate(table.variables) if v in forcings)
+    diagnostic = tuple(i for i, v in enumerate(table.variables) if v in diagnostics)
     static = tuple(sorted(meta.static)) if settings.static else ()
     if settings.static and not static:
         raise ConfigError(f"model.static: true but the cube {meta.path} has no static fields; reconvert with "
@@ -90,7 +103,7 @@ def plan_channels(settings: ModelSettings, meta: Any) -> ChannelPlan:
                               f"({', '.join(v for v in table.names if not table.is_3d(v))})")
         scalars = tuple(table.index(v)[0] for v in settings.scalars)
     return ChannelPlan(variables, tuple(int(c) for c in channels), predicted, forcing, static,
-                       tuple(meta.param_names), scalars, table)
+                       tuple(settings.params or meta.param_names), scalars, table, diagnostic)
 
 
 def build_normalizer(meta: Any, plan: ChannelPlan, runs: Optional[Sequence[int]] = None) -> Normalizer:
@@ -154,18 +167,27 @@ def build_net(settings: ModelSettings, plan: ChannelPlan, meta: Any, n_bins: int
     """The network behind net(z, params) for `settings.task` (see EmulatorStepper, ClimateSurrogate)."""
     table, nlat, nlon = plan.table, int(meta.shape[-2]), int(meta.shape[-1])
     n_params = len(plan.params)
-    pred_names = [table.variables[i] for i in plan.predicted]
-    pred_levels = [table.levels[i] for i in plan.predicted]
+    out_idx = [*plan.predicted, *plan.diagnostic]  # the emulator's Δ of prognostics, then its diagnostics
+    pred_names = [table.variables[i] for i in out_idx]
+    pred_levels = [table.levels[i] for i in out_idx]
     gaussian = settings.uncertainty.method == "gaussian"
     if settings.task == "emulator":
         f_names = [table.variables[i] for i in plan.forcing]
         f_levels = [table.levels[i] for i in plan.forcing]
-        in_names = pred_names + f_names + [f"{v}@next" for v in f_names] + list(plan.static)
-        in_levels = pred_levels + f_levels + f_levels + [float("nan")] * len(plan.static)
+        p_names = [table.variables[i] for i in plan.predicted]
+        p_levels = [table.levels[i] for i in plan.predicted]
+        in_names = p_names + f_names + [f"{v}@next" for v in f_names] + list(plan.static)
+        in_levels = p_levels + f_levels + f_levels + [float("nan")] * len(plan.static)
     else:
         k = settings.spinup_steps
         in_names = [f"{v}@day{d}" for d in range(k) for v in table.variables] + list(plan.static)
         in_levels = [lev for _ in range(k) for lev in table.levels] + [float("nan")] * len(plan.static)
+    if settings.architecture == "sfno":
+        from astrohpc.models.sfno import SFNO
+
+        f = settings.sfno
+        return SFNO(len(in_names), len(pred_names), n_params, np.asarray(meta.lat), nlon,
+                    f.truncation or gauss_truncation(nlat), f.embed, f.layers, f.mlp_ratio)
     if settings.architecture == "unet":
         if not in_names:
             raise ConfigError("model: the U-Net needs an input field; task: climate with spinup_steps: 0 and "
@@ -188,6 +210,11 @@ def build_net(settings: ModelSettings, plan: ChannelPlan, meta: Any, n_bins: int
                                  n_bins=double * n_bins, fusion=t.fusion, dropout=t.dropout)
     net: nn.Module = StateNet(model, n_params > 0)
     return GaussianSplit(net) if gaussian else net
+
+
+def gauss_truncation(nlat: int) -> int:
+    """The triangular truncation of a GCM's Gauss grid: T21 has 32 latitudes (nlat = (3T + 1)/2 rounded up)."""
+    return int((2 * nlat - 1) // 3)
 
 
 def _spectral_normalization(meta: Any, runs: Optional[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,11 +242,36 @@ def output_interval_s(meta: Any) -> float:
 def build_emulator(settings: ModelSettings, meta: Any, runs: Optional[Sequence[int]] = None) -> EmulatorStepper:
     """The autoregressive emulator on `meta`'s cube; statistics pooled over `runs` (training runs)."""
     plan = plan_channels(settings, meta)
+    step_s = output_interval_s(meta)
+    if settings.step_days is not None and not np.isclose(step_s, settings.step_days * 86400.0, rtol=1e-6):
+        from astrohpc.errors import DataError
+
+        raise DataError(f"{meta.path}: its states are {step_s / 86400.0:g} days apart, the model steps "
+                        f"model.step_days = {settings.step_days:g}: use a cube of that output interval, or change "
+                        "model.step_days")
     static_mean, static_std = static_normalization(meta, list(plan.static)) if plan.static else (None, None)
-    stepper = EmulatorStepper(build_net(settings, plan, meta), plan.table, plan.predicted, plan.forcing,
+    net = build_net(settings, plan, meta)
+    project = None
+    if settings.project_tendency:
+        if settings.architecture == "sfno":
+            project = net.projection
+        else:
+            from astrohpc.models.sfno import SpectralProjection, SphericalTransform, check_gauss_grid
+
+            check_gauss_grid(np.asarray(meta.lat))
+            truncation = settings.sfno.truncation or gauss_truncation(int(meta.shape[-2]))
+            transform = SphericalTransform(int(meta.shape[-2]), int(meta.shape[-1]), truncation)
+            project = SpectralProjection(transform, bool(meta.lat[0] < meta.lat[-1]))
+    stepper = EmulatorStepper(net, plan.table, plan.predicted, plan.forcing,
                               build_normalizer(meta, plan, runs), SphereGrid.from_meta(meta),
-                              output_interval_s(meta), list(plan.static), static_mean, static_std,
-                              build_correctors(settings))
+                              step_s, list(plan.static), static_mean, static_std,
+                              build_correctors(settings), plan.diagnostic, project)
+    unknown = [v for v in settings.loss_weights if v not in plan.table.variables]
+    if unknown:
+        raise ConfigError(f"model.loss_weights: {', '.join(unknown)} not among the model's variables "
+                          f"({', '.join(plan.table.names)})")
+    for var, w in settings.loss_weights.items():
+        stepper.loss_weight[plan.table.index(var)] = float(w)
     stepper.plan = plan
     return stepper
 

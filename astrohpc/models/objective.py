@@ -3,9 +3,12 @@
 emulator (batches of astrohpc.data.dataset.WindowDataset, normalize=False, static when used):
     x_0 = the last input state; for each target step t the stepper predicts x̂_t (the raw step),
     the correctors turn it into x̃_t, which the next step starts from (the multi-step loss
-    runs through the correctors, as a rollout does). Data term: area-weighted mean square of
-    (x̃_t − x_t)/σ_Δ over the predicted channels that change (σ_Δ: the cube's step-change std),
-    averaged over steps. Physics term: the PhysicsLoss of each raw step (x̃_{t−1} -> x̂_t),
+    runs through the correctors, as a rollout does). With `noise` > 0 each step starts from its
+    state plus Gaussian noise of `noise` × each prognostic channel's std. Data term: area-weighted
+    mean square of (x̃_t − x_t)/σ_Δ over the prognostic channels that change (σ_Δ: the cube's
+    step-change std; "residual normalisation") and of (x̃_t − x_t)/σ over the diagnostic channels
+    (σ: the field's std), each channel weighted by the stepper's `loss_weight`, averaged over steps.
+    Physics term: the PhysicsLoss of each raw step (x̃_{t−1} -> x̂_t),
     so the net itself learns the physics the correctors would otherwise impose.
 climate (batches of astrohpc.data.runs.RunDataset):
     per head, the area-weighted (datacube) or plain (scalar, spectral) mean square error in
@@ -50,7 +53,7 @@ def _parts(loss: torch.Tensor, data: torch.Tensor, physics: Mapping[str, torch.T
 
 
 def emulator_loss(stepper: EmulatorStepper, batch: Mapping[str, Any], physics: Optional[PhysicsLoss] = None,
-                  correct: bool = True) -> dict[str, torch.Tensor]:
+                  correct: bool = True, noise: float = 0.0) -> dict[str, torch.Tensor]:
     """See the module doc. batch: input [B, Ti, C, lat, lon], target [B, T, C, lat, lon] (physical,
     the stepper's channels), params [B, P], static [B, S, lat, lon] if the stepper has static
     fields, planet {name: [B]} for the correctors and physics."""
@@ -58,10 +61,14 @@ def emulator_loss(stepper: EmulatorStepper, batch: Mapping[str, Any], physics: O
     static = batch.get("static")
     x = batch["input"][:, -1]
     target = batch["target"]
-    pred_idx = stepper.predicted
-    scale = stepper.normalizer.diff_std[:, pred_idx].to(x.dtype)  # [1, Cp, 1, 1]
-    changes = (scale > 0).to(x.dtype)
+    pred_idx = torch.cat([stepper.predicted, stepper.diagnostic])
+    norm = stepper.normalizer
+    scale = torch.cat([norm.diff_std[:, stepper.predicted], norm.std[:, stepper.diagnostic]], dim=1).to(x.dtype)
+    weight = getattr(stepper, "loss_weight", None)
+    root_w = (torch.ones_like(scale) if weight is None else weight[None, pred_idx, None, None].to(x.dtype).sqrt())
+    changes = (scale > 0).to(x.dtype) * root_w
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    noise_scale = norm.std[:, stepper.predicted].to(x.dtype) * noise
     area = stepper.grid.area_weight.to(device=x.device, dtype=x.dtype)
     data = x.new_zeros(())
     phys_total = torch.zeros((), dtype=torch.float64, device=x.device)
@@ -69,6 +76,9 @@ def emulator_loss(stepper: EmulatorStepper, batch: Mapping[str, Any], physics: O
     steps = target.shape[1]
     for t in range(steps):
         forcing_next = target[:, t, stepper.forcing]
+        if noise > 0:
+            x = x.clone()
+            x[:, stepper.predicted] = x[:, stepper.predicted] + noise_scale * torch.randn_like(x[:, stepper.predicted])
         raw = stepper.predict(x, forcing_next, batch["params"], static)
         if physics is not None and physics.weights:
             result = physics(stepper.physics_state(x, static), stepper.physics_state(raw, static), stepper.grid,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-ARCHITECTURES = ("unet", "transformer", "gp")
+ARCHITECTURES = ("unet", "transformer", "gp", "sfno")
 # Physics loss terms and correctors by name; astrohpc/physics/losses.py and correctors.py define them.
 LOSS_TERMS = ("hydrostatic", "energy_budget", "toa_balance", "dry_mass", "ideal_gas", "humidity_negative")
 CORRECTORS = ("humidity", "dry_mass", "energy")
@@ -59,6 +59,22 @@ class TransformerSettings:
             raise ValueError(f"model.transformer.dim ({self.dim}) must be a multiple of heads ({self.heads})")
         if len(self.patch) != 2 or min(self.patch) < 1:
             raise ValueError(f"model.transformer.patch must be [lat, lon] >= 1, got {self.patch}")
+
+
+@dataclass
+class SFNOSettings:
+    """Spherical Fourier neural operator sizes (astrohpc/models/sfno.py): `embed` channels,
+    `layers` spectral blocks, each mixing channels per spherical-harmonic degree up to the GCM's
+    truncation (`truncation`: 0 takes the cube's, T21 -> 21)."""
+
+    embed: int = 48
+    layers: int = 4
+    mlp_ratio: float = 2.0
+    truncation: int = 0
+
+    def __post_init__(self) -> None:
+        if self.embed < 1 or self.layers < 1 or not self.mlp_ratio > 0 or self.truncation < 0:
+            raise ValueError("model.sfno.embed, layers must be >= 1, mlp_ratio > 0 and truncation >= 0")
 
 
 @dataclass
@@ -121,7 +137,16 @@ class ModelSettings:
     """The surrogate: task, architecture, output mode, inputs and outputs, physics, uncertainty.
 
     variables: predicted variables (all levels of each); empty = every cube variable that is
-        not a forcing. forcings: input-only variables, given at t and t+1 (never predicted).
+        not a forcing or a diagnostic. For the emulator they are its prognostic variables (fed
+        back). forcings: input-only variables, given at t and t+1 (never predicted).
+        diagnostics (emulator): output-only variables — predicted for each step, never fed back
+        (fluxes, precipitation, ω; on a cube of step means, their mean over the step).
+        The three roles are disjoint; every channel the model reads has exactly one.
+    loss_weights: per-variable weights of the data loss (absent: 1).
+    project_tendency (emulator): each step's tendency (and diagnostics) projected onto the GCM's
+        spherical-harmonic truncation (a Gauss grid), so no power above it is created.
+    step_days (emulator): the step the model is meant for; a cube whose states are another
+        interval apart is an error (None: the cube's).
     mode: what the model outputs — `datacube` (full fields), `scalar` (global means of
         `scalars`), `spectral` (the thermal emission spectrum sidecar), `joint` (all, weighted
         by `head_weights`). The U-Net outputs datacubes only.
@@ -132,10 +157,14 @@ class ModelSettings:
     """
 
     task: Literal["emulator", "climate"] = "emulator"
-    architecture: Literal["unet", "transformer", "gp"] = "unet"
+    architecture: Literal["unet", "transformer", "gp", "sfno"] = "unet"
     mode: Literal["datacube", "scalar", "spectral", "joint"] = "datacube"
     variables: list[str] = field(default_factory=list)
     forcings: list[str] = field(default_factory=lambda: ["rsdt"])
+    diagnostics: list[str] = field(default_factory=list)
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    project_tendency: bool = False
+    step_days: Optional[float] = None
     static: bool = True
     scalars: list[str] = field(default_factory=lambda: ["ts", "rsdt", "rst", "rlut", "ntr"])
     head_weights: dict[str, float] = field(default_factory=lambda: {"datacube": 1.0, "scalar": 1.0, "spectral": 1.0})
@@ -143,11 +172,26 @@ class ModelSettings:
     unet: UNetSettings = field(default_factory=UNetSettings)
     transformer: TransformerSettings = field(default_factory=TransformerSettings)
     gp: GPSettings = field(default_factory=GPSettings)
+    sfno: SFNOSettings = field(default_factory=SFNOSettings)
     params: list[str] = field(default_factory=list)
     physics: PhysicsSettings = field(default_factory=PhysicsSettings)
     uncertainty: UncertaintySettings = field(default_factory=UncertaintySettings)
 
     def __post_init__(self) -> None:
+        roles = {"variables": self.variables, "forcings": self.forcings, "diagnostics": self.diagnostics}
+        for a, b in (("variables", "diagnostics"), ("forcings", "diagnostics")):
+            both = sorted(set(roles[a]) & set(roles[b]))
+            if both:
+                raise ValueError(f"model: {', '.join(both)} listed in both {a} and {b} (one role each)")
+        if self.diagnostics and self.task != "emulator":
+            raise ValueError("model.diagnostics are the emulator's output-only variables (task: emulator)")
+        bad = sorted(k for k, w in self.loss_weights.items() if not w >= 0)
+        if bad:
+            raise ValueError(f"model.loss_weights: {', '.join(bad)} must be >= 0")
+        if self.step_days is not None and not self.step_days > 0:
+            raise ValueError(f"model.step_days must be > 0, got {self.step_days}")
+        if self.architecture == "sfno" and (self.task != "emulator" or self.mode != "datacube"):
+            raise ValueError("model.architecture: sfno is an emulator (task: emulator, mode: datacube)")
         if self.architecture == "gp" and (self.task != "climate" or self.mode != "datacube" or self.spinup_steps):
             raise ValueError("model.architecture: gp is a climate surrogate of time-mean fields from parameters alone: "
                              "it needs task: climate, mode: datacube and spinup_steps: 0")

@@ -4,10 +4,14 @@ As in ACE (Ai2's fme stepper): the network sees normalised tensors only; this th
 owns the units. One step maps the full channel state x_t (physical units, every cube channel)
 to x_{t+1}:
 
-    z = [(x_t − μ)/σ of the predicted channels, forcings at t and t+1, static fields] (normalised)
-    Δ = net(z, params)                      tendency in units of the step-change std σ_Δ
-    x_{t+1} = x_t + Δ·σ_Δ                  predicted channels; forcings at t+1 are given
+    z = [(x_t − μ)/σ of the prognostic channels, forcings at t and t+1, static fields] (normalised)
+    Δ, d = net(z, params)                   tendency in units of the step-change std σ_Δ; diagnostics
+    x_{t+1} = x_t + Δ·σ_Δ                  prognostic channels; forcings at t+1 are given;
+                                            diagnostic channels = μ + d·σ (never fed back)
     x_{t+1} = correctors(x_t, x_{t+1})      float64, SI, the planet's constants (astrohpc.physics)
+
+Roles (ACE's): prognostic = predicted and fed back, forcing = input only, diagnostic = output
+only. With `project`, Δ and d are projected onto the GCM's spectral truncation each step.
 
 `unroll` repeats it, feeding each prediction back (the rollout, and the multi-step loss).
 """
@@ -31,7 +35,8 @@ class EmulatorStepper(nn.Module):
     """x_t -> x_{t+1} for a cube's channels.
 
     table: every channel of the state (the cube's channel table, or a selection), physical units.
-    predicted, forcing: channel indices into `table` (disjoint; together every channel).
+    predicted, forcing, diagnostic: channel indices into `table` (disjoint; together every channel):
+        the prognostic, forcing and diagnostic channels.
     normalizer: statistics of every channel of `table` (fields and step changes).
     static_mean/static_std: [S] normalisation of the static fields (over the training runs).
     correctors: a callable (before, after, grid, planet, step_s) -> state, or None.
@@ -41,13 +46,18 @@ class EmulatorStepper(nn.Module):
     def __init__(self, net: nn.Module, table: ChannelTable, predicted: Sequence[int], forcing: Sequence[int],
                  normalizer: Normalizer, grid: SphereGrid, step_s: float, static_names: Sequence[str] = (),
                  static_mean: Optional[torch.Tensor] = None, static_std: Optional[torch.Tensor] = None,
-                 correctors: Optional[Callable[..., dict]] = None):
+                 correctors: Optional[Callable[..., dict]] = None, diagnostic: Sequence[int] = (),
+                 project: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         super().__init__()
-        if sorted([*predicted, *forcing]) != list(range(len(table))):
-            raise ValueError("predicted and forcing channels must split the channel table exactly")
+        if sorted([*predicted, *forcing, *diagnostic]) != list(range(len(table))):
+            raise ValueError("prognostic, forcing and diagnostic channels must split the channel table exactly")
         self.net, self.table, self.grid, self.step_s = net, table, grid, float(step_s)
         self.register_buffer("predicted", torch.as_tensor(list(predicted), dtype=torch.long))
         self.register_buffer("forcing", torch.as_tensor(list(forcing), dtype=torch.long))
+        self.register_buffer("diagnostic", torch.as_tensor(list(diagnostic), dtype=torch.long))
+        # per-channel weight of the data loss (model.loss_weights by variable; 1 elsewhere)
+        self.register_buffer("loss_weight", torch.ones(len(table), dtype=torch.float64))
+        self.project = project
         self.normalizer = normalizer
         self.static_names = list(static_names)
         s = len(self.static_names)
@@ -89,11 +99,18 @@ class EmulatorStepper(nn.Module):
         weight = next(self.net.parameters(), None)
         if weight is not None and z.dtype != weight.dtype and weight.is_floating_point():
             z = z.to(weight.dtype)
-        delta = self.net(z, params.to(z.dtype))
+        out = self.net(z, params.to(z.dtype))
+        if self.project is not None:
+            out = self.project(out)
+        n_prog = len(self.predicted)
+        delta = out[:, :n_prog]
         diff_std = self.normalizer.diff_std[:, self.predicted]  # 0 for a channel that never changed
         nxt = x.clone()
         nxt[:, self.predicted] = x[:, self.predicted] + (delta.to(diff_std.dtype) * diff_std).to(x.dtype)
         nxt[:, self.forcing] = forcing_next.to(x.dtype)
+        if len(self.diagnostic):
+            mean, std = self.normalizer.mean[:, self.diagnostic], self.normalizer.std[:, self.diagnostic]
+            nxt[:, self.diagnostic] = (mean + out[:, n_prog:].to(std.dtype) * std).to(x.dtype)
         return nxt
 
     def correct(self, x: torch.Tensor, nxt: torch.Tensor, static: Optional[torch.Tensor],

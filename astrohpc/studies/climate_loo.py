@@ -118,7 +118,8 @@ def expand(cfg: Any) -> list[dict[str, Any]]:
     inputs = fit_inputs(cfg, meta)
     fitted = len(inputs["inside"]) - 1
     if fitted <= cfg.model.gp.max_components:
-        raise ConfigError(f"the climate study fits {fitted} runs at a time, too few for up to {cfg.model.gp.max_components} "
+        raise ConfigError(f"the climate study fits {fitted} runs at a time, too few for up to "
+                          f"{cfg.model.gp.max_components} "
                           f"EOF components: lower model.gp.max_components to {max(fitted - 1, 1)} or less, or add runs")
     short = [n for n, t in zip(meta.run_names, meta.time_days) if np.nanmax(t) < 2 * cfg.study.average_days]
     if short:
@@ -284,7 +285,8 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
         "average_days": cfg.study.average_days, "cube": str(cube),
         "loo_rmse": rmse, "loo_ratio_to_nearest": ratio_nearest,
         "loo_ratio_to_best_regression": ratio_regression,
-        "loo_bias": {label: {m: float(np.mean([r["bias"][label][m] for r in loo])) for m in METHODS} for label in labels},
+        "loo_bias": {label: {m: float(np.mean([r["bias"][label][m] for r in loo])) for m in METHODS}
+                     for label in labels},
         "loo_pattern_correlation": {label: {m: float(np.mean([r["corr"][label][m] for r in loo])) for m in METHODS}
                                     for label in labels},
         "coverage68": coverage["coverage68"], "coverage95": coverage["coverage95"],

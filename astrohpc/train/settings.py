@@ -31,6 +31,14 @@ class TrainSettings:
     num_workers: DataLoader workers per rank (0: read in the training process; see
     docs/benchmarks.md for why that is the default on small nodes). threads: torch intra-op
     threads per rank (0: torch's default). deterministic: torch deterministic algorithms.
+    Emulator training for rollouts: input_noise — Gaussian noise, in units of each prognostic
+    channel's std, added to the state each unrolled step starts from (0: none); ema_decay — an
+    exponential moving average of the weights, used for validation and export (0: none);
+    select_by: "rollout" chooses the best weights by a validation rollout — each validation run
+    stepped from its first state for rollout_validation_steps steps (0: its whole length), the
+    RMSE over the run in units of each channel's std, averaged — among the epochs whose
+    stability_steps-step rollout stayed finite and within the GCM's bounds; "loss": the
+    one-step validation loss.
     """
 
     cube: Optional[str] = None
@@ -55,6 +63,11 @@ class TrainSettings:
     deterministic: bool = True
     log_every: int = 10
     validate: bool = True
+    input_noise: float = 0.0
+    ema_decay: float = 0.0
+    select_by: Literal["loss", "rollout"] = "loss"
+    rollout_validation_steps: int = 0
+    stability_steps: int = 1000
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "unroll_steps": self.unroll_steps,
@@ -68,6 +81,11 @@ class TrainSettings:
         if not self.lr > 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError(f"train.lr must be > 0 and weight_decay, grad_clip >= 0 (got {self.lr}, "
                              f"{self.weight_decay}, {self.grad_clip})")
+        if self.input_noise < 0 or not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"train.input_noise must be >= 0 and train.ema_decay in [0, 1) (got {self.input_noise}, "
+                             f"{self.ema_decay})")
+        if self.rollout_validation_steps < 0 or self.stability_steps < 0:
+            raise ValueError("train.rollout_validation_steps and train.stability_steps must be >= 0")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"train.validation_fraction must be in [0, 1), got {self.validation_fraction}")
         both = sorted(set(self.validation_runs) & set(self.test_runs))

@@ -176,6 +176,9 @@ class Trainer:
         self.channel_names = self.model.plan.describe()["channel_names"]
         self.units = [self.data.meta.units[c] for c in self.model.plan.cube_channels]
         self.climatology = self._climatology() if cfg.model.task == "climate" else None
+        # exponential moving average of the weights (train.ema_decay): validated and exported
+        self.ema: Optional[dict[str, torch.Tensor]] = (
+            {k: p.detach().clone() for k, p in self.net.named_parameters()} if self.t.ema_decay > 0 else None)
 
     # ------------------------------------------------------------------ state
 
@@ -185,7 +188,7 @@ class Trainer:
         return {"step": self.step, "epoch": self.epoch, "model": model_state,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "sampler": self.data.sampler.state_dict(),
-                "best": self.best, "history": self.history, "world_size": self.env.world_size,
+                "best": self.best, "history": self.history, "world_size": self.env.world_size, "ema": self.ema,
                 "fingerprint": plain(fingerprint(self.cfg, self.data))}
 
     def save_checkpoint(self, reason: str) -> Optional[Path]:
@@ -220,6 +223,8 @@ class Trainer:
         self.data.sampler.load_state_dict(state["sampler"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.best, self.history = state.get("best"), list(state.get("history") or [])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema = {k: v.to(self.device) for k, v in state["ema"].items()}
         ranks = state.get("rank_states") or []
         if state.get("world_size") == self.env.world_size and len(ranks) > self.env.rank:
             ckpt.restore_rng(ranks[self.env.rank])
@@ -237,7 +242,7 @@ class Trainer:
 
         with autocast(self.t.amp, self.device):
             if self.cfg.model.task == "emulator":
-                return emulator_loss(self.model, batch, self.physics)
+                return emulator_loss(self.model, batch, self.physics, noise=self.t.input_noise)
             return climate_loss(self.model, batch, self.physics, self.cfg.model.head_weights)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
@@ -260,7 +265,29 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
+        if self.ema is not None:
+            with torch.no_grad():
+                for k, p in self.net.named_parameters():
+                    self.ema[k].lerp_(p.detach(), 1.0 - self.t.ema_decay)
         return {k: float(v.detach()) for k, v in parts.items()} | {"grad_norm": float(norm)}
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """The EMA weights in the net for the block (validation, export); the trained ones after."""
+        if self.ema is None:
+            yield
+            return
+        params = dict(self.net.named_parameters())
+        saved = {k: p.detach().clone() for k, p in params.items()}
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(self.ema[k])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(saved[k])
 
     def validate(self) -> Optional[dict[str, Any]]:
         loader = validation_loader(self.data, self.env.world_size, self.env.rank)
@@ -341,7 +368,8 @@ class Trainer:
                 requeued = self._requeue()
             else:
                 self.save_checkpoint("end of training")
-                self._export("last")
+                with self.averaged_weights():
+                    self._export("last")
         finally:
             flag.restore()
             if bar is not None:
@@ -364,16 +392,41 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         self._sync_buffers()
-        result = self.validate() if self.t.validate else None
-        record = {"epoch": self.epoch, "step": self.step}
-        if result is not None:
-            record |= {"validation_loss": result["loss"], "beats_baseline": result["beats_baseline"]}
-            self.log.log_validation(self.epoch, self.step, result)
-            if self.best is None or result["loss"] < self.best["validation_loss"]:
-                self.best = {"epoch": self.epoch, "step": self.step, "validation_loss": result["loss"]}
-                self._export("best", result)
+        with self.averaged_weights():
+            result = self.validate() if self.t.validate else None
+            record = {"epoch": self.epoch, "step": self.step}
+            if result is not None:
+                record |= {"validation_loss": result["loss"], "beats_baseline": result["beats_baseline"]}
+                if self.t.select_by == "rollout":
+                    result["rollout"] = self.validate_rollout()
+                    record |= {"rollout_score": result["rollout"]["score"], "stable": result["rollout"]["stable"]}
+                self.log.log_validation(self.epoch, self.step, result)
+                if self._better(record):
+                    self.best = {"epoch": self.epoch, "step": self.step, "validation_loss": result["loss"],
+                                 **{k: record[k] for k in ("rollout_score", "stable") if k in record}}
+                    self._export("best", result)
         self.history.append(record)
         self.epoch += 1
+
+    def _better(self, record: dict[str, Any]) -> bool:
+        """Whether this epoch's weights replace the best: lower validation loss, or (select_by:
+        rollout) stable and a lower rollout score — a stable epoch always beats an unstable one."""
+        if self.best is None:
+            return True
+        if self.t.select_by == "rollout":
+            mine = (not record["stable"], record["rollout_score"])
+            theirs = (not self.best.get("stable", False), self.best.get("rollout_score", float("inf")))
+            return mine < theirs
+        return record["validation_loss"] < self.best["validation_loss"]
+
+    def validate_rollout(self) -> dict[str, Any]:
+        """Rollout score and stability on the validation runs (astrohpc.train.validate.validate_rollout)."""
+        from astrohpc.train.validate import validate_rollout
+
+        with plain_net(self.model, self.net):
+            return validate_rollout(self.model, self.data.meta, list(self.data.split.validation),
+                                    self.data.param_norm, self.t.rollout_validation_steps, self.t.stability_steps,
+                                    self.device)
 
     def _export(self, which: str, validation: Optional[dict] = None) -> None:
         if not self.env.is_main:

@@ -144,3 +144,80 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
+
+
+def validate_rollout(stepper: Any, meta: Any, runs: list[int], param_norm: dict, steps: int, stability_steps: int,
+                     device: torch.device) -> dict[str, Any]:
+    """The emulator's validation rollout (train.select_by: rollout).
+
+    Each run of `runs` is stepped from its first state, with the GCM's own forcing, for `steps`
+    steps (0: to its end); the score is the area-weighted RMSE of every prognostic and diagnostic
+    channel in units of that channel's std, averaged over channels and steps, then over runs.
+    The same member then continues with the forcing computed from its orbit (physics.insolation)
+    to `stability_steps` steps in all: it is stable when every state stays finite and every
+    temperature channel stays within the cube's range widened by half its span on each side.
+    Float64 states, no_grad, eval mode (the caller's mode is restored)."""
+    from astrohpc.data.cube import LazyCube
+    from astrohpc.physics.constants import FIELDS as PLANET_FIELDS
+    from astrohpc.physics.constants import PlanetConstants
+    from astrohpc.physics.insolation import DAY_S, Orbit, toa_insolation
+
+    plan = stepper.plan
+    channels = list(plan.cube_channels)
+    scored = torch.cat([stepper.predicted, stepper.diagnostic]).cpu()
+    std = stepper.normalizer.std[0, scored].to(device)  # [C, 1, 1]
+    area = stepper.grid.area_weight.to(device=device, dtype=torch.float64)
+    temps = [i for i, v in enumerate(plan.table.variables) if v in ("ts", "tas", "ta")]
+    lo = np.nanmin(meta.stats["fields"]["min"][[channels[i] for i in temps]]) if temps else -np.inf
+    hi = np.nanmax(meta.stats["fields"]["max"][[channels[i] for i in temps]]) if temps else np.inf
+    lo, hi = lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo)
+    params_all = meta.normalized_params(param_norm)
+    cube = LazyCube(meta.path)
+    was_training = stepper.training
+    stepper.eval()
+    per_run = []
+    try:
+        with torch.no_grad():
+            for run in runs:
+                count = int(meta.time_count[run])
+                n = count - 1 if steps == 0 else min(steps, count - 1)
+                truth = torch.as_tensor(cube.read(run, 0, n + 1)[:, channels], dtype=torch.float64, device=device)
+                params = torch.as_tensor(params_all[run:run + 1], dtype=torch.float32, device=device)
+                static = None
+                if plan.static:
+                    static = torch.as_tensor(np.stack([meta.static[s][run] for s in plan.static])[None],
+                                             dtype=torch.float64, device=device)
+                values = {k: float(meta.params[k][run]) for k in meta.params}
+                planet = (PlanetConstants.from_run_params({k: torch.tensor([values[k]]) for k in PLANET_FIELDS})
+                          if all(k in values for k in PLANET_FIELDS) else None)
+                x = truth[:1]
+                sq = torch.zeros(len(scored), dtype=torch.float64, device=device)
+                for t in range(1, n + 1):
+                    x = stepper(x, truth[t:t + 1, stepper.forcing], params, static, planet)
+                    err = ((x[0, scored] - truth[t, scored]) / std) ** 2
+                    sq += (torch.nan_to_num(err) * area).sum(dim=(-2, -1)) / area.sum()
+                score = float(torch.sqrt(sq / n).mean())
+                stable_to, reason = stability_steps, None
+                if stability_steps > n:
+                    orbit = Orbit.from_params(values, timestep_minutes=float(meta.time_step_s[run]) / 60.0)
+                    lat = torch.as_tensor(np.asarray(meta.lat, np.float64))
+                    lon = torch.as_tensor(np.asarray(meta.lon, np.float64))
+                    day0, step_days = float(meta.time_days[run, 0]), stepper.step_s / DAY_S
+                    for k in range(n + 1, stability_steps + 1):
+                        field = toa_insolation(day0 + k * step_days, lat, lon, orbit).to(device)
+                        x = stepper(x, field.expand(1, len(stepper.forcing), *field.shape), params, static, planet)
+                        if not torch.isfinite(x).all():
+                            stable_to, reason = k, "non-finite"
+                            break
+                        t_now = x[0, temps]
+                        if temps and (t_now.min() < lo or t_now.max() > hi):
+                            stable_to, reason = k, "temperature"
+                            break
+                per_run.append({"run": meta.run_names[run], "steps": n, "score": score,
+                                "stable_steps": stable_to, "unstable": reason})
+    finally:
+        cube.close()
+        stepper.train(was_training)
+    return {"score": float(np.mean([r["score"] for r in per_run])),
+            "stable": all(r["unstable"] is None for r in per_run), "runs": per_run,
+            "stability_steps": stability_steps}

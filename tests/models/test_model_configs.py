@@ -39,7 +39,8 @@ def test_model_config_builds_and_runs_on_the_smoke_cube(config, physics_cube):
     build_physics_loss(settings, meta, model.plan)  # the cube holds every variable the loss terms read
     model.eval()
     if settings.task == "emulator":
-        ds = WindowDataset(physics_cube, 1, 1, variables=list(model.plan.variables), static=settings.static)
+        ds = WindowDataset(physics_cube, 1, 1, variables=list(model.plan.variables), static=settings.static,
+                           params=list(model.plan.params))
         batch = next(iter(DataLoader(ds, batch_size=2)))
         with torch.no_grad():
             out = model(batch["input"][:, -1], batch["target"][:, 0, model.forcing], batch["params"],

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
 
@@ -211,3 +213,52 @@ train: {{cube: {physics_cube}, validation_runs: [{meta.run_names[1]}], batch_siz
     bad = subprocess.run([sys.executable, "-m", "astrohpc", "train", str(cfg), "train.epoch=1"],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert bad.returncode == 2 and "train.epoch" in bad.stderr and "epochs" in bad.stderr
+
+
+SFNO_MODEL = {"task": "emulator", "architecture": "sfno", "variables": ["ts", "tas", "ps", "ta", "ua", "va", "hus"],
+              "diagnostics": ["pr", "rlut"], "params": ["instellation_W_m2"], "project_tendency": True,
+              "sfno": {"embed": 8, "layers": 1}, "loss_weights": {"ts": 2.0},
+              "physics": {"correctors": ["humidity", "dry_mass"]}}
+
+
+def test_rollout_selection_ema_and_input_noise(physics_cube, tmp_path):
+    """train.select_by: rollout scores each epoch by stepping the validation run from its first state
+    (numpy recomputation below) and a stability run past its end on the orbit's forcing; the exported
+    weights are the EMA's."""
+    cfg = make_cfg(physics_cube, tmp_path, "sfno", model=SFNO_MODEL, unroll_steps=2, input_noise=0.01,
+                   ema_decay=0.9, select_by="rollout", stability_steps=8, epochs=2, checkpoint_every=0)
+    summary = train(cfg)
+    history = summary["history"]
+    assert all({"rollout_score", "stable"} <= set(h) for h in history)
+    best = min(history, key=lambda h: (not h["stable"], h["rollout_score"]))
+    assert summary["best"]["epoch"] == best["epoch"]
+
+    # the score of the exported best weights, recomputed: RMSE / std per channel over the run, averaged
+    model, info = load_exported(tmp_path / "sfno" / "export" / "best.pt")
+    meta = read_meta(physics_cube)
+    run = meta.run_names.index(cfg.train.validation_runs[0])
+    with h5py.File(physics_cube, "r", locking=False) as f:
+        states = f["fields"][run, :int(meta.time_count[run])][:, list(model.plan.cube_channels)].astype(np.float64)
+    z = meta.normalized_params(info["param_norm"])[run:run + 1]
+    static = np.stack([meta.static[s][run] for s in model.static_names])[None]
+    from astrohpc.physics.constants import FIELDS, PlanetConstants
+
+    planet = PlanetConstants.from_run_params({k: torch.tensor([float(meta.params[k][run])]) for k in FIELDS})
+    scored = np.concatenate([model.predicted.numpy(), model.diagnostic.numpy()])
+    std = model.normalizer.std[0, scored, 0, 0].numpy()
+    area = np.asarray(meta.area_weight) / np.sum(meta.area_weight)
+    x, sq = torch.as_tensor(states[:1]), np.zeros(len(scored))
+    with torch.no_grad():
+        for t in range(1, len(states)):
+            forcing = torch.as_tensor(states[t:t + 1, model.forcing.numpy()])
+            x = model(x, forcing, torch.as_tensor(z, dtype=torch.float32), torch.as_tensor(static), planet)
+            sq += (((x[0].numpy()[scored] - states[t, scored]) / std[:, None, None]) ** 2 * area).sum(axis=(-2, -1))
+    by_hand = float(np.mean(np.sqrt(sq / (len(states) - 1))))
+    assert summary["best"]["rollout_score"] == pytest.approx(by_hand, rel=1e-5)
+
+    # the exported weights are the moving average, not the last optimiser step's
+    state = torch.load(sorted((tmp_path / "sfno" / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=False)
+    last = read_export(tmp_path / "sfno" / "export" / "last.pt")["model_state"]
+    for name, value in state["ema"].items():
+        assert torch.equal(last[f"net.{name}"], value)
+    assert any(not torch.equal(state["model"][f"net.{n}"], v) for n, v in state["ema"].items())

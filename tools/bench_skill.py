@@ -1,0 +1,224 @@
+#!/usr/bin/env python
+"""The skill benchmark (`make skill`): both surrogates on the skill sweep, beside their baselines.
+
+    tools/bench_skill.py [--no-slurm] [--leads 10] [--rollout-steps 10000] [OVERRIDE ...]
+
+1. the skill sweep (configs/gcm/skill.yaml) as a Slurm array on the local cluster
+   (`astrohpc gcm sweep --submit --wait`; finished tasks come from ~/.cache/astrohpc/runs);
+   --no-slurm runs it with local worker processes instead;
+2. statistics of its step cube (`astrohpc data stats`);
+3. the emulator (configs/train/skill.yaml, `astrohpc train`; a finished training is not redone);
+4. its skill on the held-out runs (astrohpc.studies.skill.evaluate): RMSE by lead beside
+   persistence, climatology and a linear inverse model; 10,000-step rollouts; cost;
+5. the climate surrogate's leave-one-out study (`astrohpc study climate
+   configs/study/climate_skill.yaml --local`) -> runs/climate/summary.json;
+6. runs/skill/summary.json and the dated tables in docs/skill.md (date, commit, machine).
+OVERRIDEs (KEY=VALUE) go to the training config (e.g. train.epochs=2 for a quick look).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from astrohpc.atomic_write import write_json, write_text  # noqa: E402
+from astrohpc.provenance import collect  # noqa: E402
+
+SWEEP = REPO / "configs" / "gcm" / "skill.yaml"
+TRAIN = REPO / "configs" / "train" / "skill.yaml"
+CLIMATE = REPO / "configs" / "study" / "climate_skill.yaml"
+SWEEP_DIR = REPO / "runs" / "skill" / "skill"
+OUT = REPO / "runs" / "skill"
+DOC = REPO / "docs" / "skill.md"
+ASTROHPC = [sys.executable, "-m", "astrohpc"]
+
+
+def sh(argv: list[str], env: dict | None = None) -> float:
+    """Run one of the project's commands from the repository root; its wall time in s."""
+    print("+", " ".join(argv), flush=True)
+    started = time.perf_counter()
+    subprocess.run(argv, cwd=REPO, check=True, env=env)
+    return time.perf_counter() - started
+
+
+def slurm_env() -> dict:
+    subprocess.run(["bash", "tools/local-slurm.sh", "start"], cwd=REPO, check=True)
+    line = subprocess.run(["bash", "tools/local-slurm.sh", "env"], cwd=REPO, check=True, capture_output=True,
+                          text=True).stdout
+    env = dict(os.environ)
+    for part in line.replace("export ", "").split():
+        if "=" in part:
+            key, value = part.split("=", 1)
+            env[key] = value.strip("'\"")
+    return env
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{platform.node()}, {os.cpu_count()} cores, {cpu or platform.machine()}, no GPU"
+
+
+def headline(evaluation: dict, train_summary: dict) -> dict:
+    """The keys issue 17 asks for, from the evaluation."""
+    from astrohpc.studies.skill import ratios
+
+    inside = evaluation["scores"]["inside"]["rmse"]
+    out = {"lead1_rmse_ratio_to_persistence": ratios(inside, "persistence"),
+           "lead1_rmse_ratio_to_lim": ratios(inside, "lim"),
+           "lead5_rmse_ratio_to_lim": ratios(inside, "lim", lead=4),
+           "rmse_by_lead": inside}
+    if "outside" in evaluation["scores"]:
+        o = evaluation["scores"]["outside"]["rmse"]
+        out["outside"] = {"lead1_rmse_ratio_to_persistence": ratios(o, "persistence"),
+                          "lead1_rmse_ratio_to_lim": ratios(o, "lim"), "rmse_by_lead": o}
+    r = evaluation["rollout"]
+    members = r["members"]
+    out["rollout"] = {"members": len(members), "steps_asked": r["steps_asked"],
+                      "members_without_flag": sum(m["flag"] is None for m in members),
+                      "flags": [m["flag"] for m in members],
+                      "gm_ts_drift_K_per_1000_steps": max(abs(m["gm_ts_drift_K_per_1000_steps"]) for m in members),
+                      "last1000_ts_bias_K": max(abs(m["last1000_ts_bias_K"]) for m in members),
+                      "wall_s_per_10000_steps": r["batch1"]["wall_s_per_10000_steps"],
+                      "wall_s_per_10000_steps_note": f"batch 1, {r['batch1']['steps']} steps timed, scaled to 10,000"}
+    gcm = evaluation["gcm_cost"]
+    cpu_day = r["cpu_s_per_member_step"]  # one step = one simulated day
+    out["cost_ratio_vs_exoplasim"] = (gcm["exoplasim_cpu_s_per_day"] / cpu_day
+                                      if gcm.get("exoplasim_cpu_s_per_day") else None)
+    out["cost"] = {"emulator_cpu_s_per_planet_day_batched": cpu_day, "batch": r["batch"], **gcm,
+                   "measure": "CPU time, process + children (getrusage), both sides"}
+    out["conservation"] = evaluation["scores"]["inside"]["dry_mass_rel_change_per_step"]
+    out["train_wall_s"] = train_summary.get("wall_s")
+    out["train_best"] = train_summary.get("best")
+    return out
+
+
+def fmt(x, digits=3) -> str:
+    return "—" if x is None else (f"{x:.{digits}g}" if isinstance(x, float) else str(x))
+
+
+def skill_table(s: dict, climate: dict | None) -> str:
+    rows = ["| figure | measured | target |", "|---|---|---|"]
+    for key, label, target in (("lead1_rmse_ratio_to_persistence", "lead-1 RMSE ÷ persistence", "≤ 0.5"),
+                               ("lead1_rmse_ratio_to_lim", "lead-1 RMSE ÷ LIM", "< 1"),
+                               ("lead5_rmse_ratio_to_lim", "lead-5-day RMSE ÷ LIM", "< 1")):
+        v = s[key]
+        ok = all(x <= (0.5 if "persistence" in key else 1.0) for x in v.values())
+        rows.append(f"| {label} (ts / ta / ua), inside runs | {' / '.join(fmt(v[k]) for k in v)} | {target} "
+                    f"{'✔' if ok else '✘'} |")
+    rmse = s["rmse_by_lead"]
+    below = all(rmse["emulator"][v][i] < rmse["persistence"][v][i] for v in rmse["emulator"]
+                for i in range(len(rmse["emulator"][v])))
+    rows.append(f"| RMSE below persistence at every lead (1–{len(rmse['emulator']['ts'])} days) | "
+                f"{'yes' if below else 'no'} | through day 10 {'✔' if below else '✘'} |")
+    r = s["rollout"]
+    ok = r["members_without_flag"] == r["members"]
+    rows.append(f"| {r['steps_asked']:,}-step rollouts without a divergence flag | {r['members_without_flag']} of "
+                f"{r['members']} | every member {'✔' if ok else '✘'} |")
+    rows.append(f"| largest global-mean ts drift | {fmt(r['gm_ts_drift_K_per_1000_steps'])} K per 1,000 steps | "
+                f"≤ 1 {'✔' if r['gm_ts_drift_K_per_1000_steps'] <= 1 else '✘'} |")
+    rows.append(f"| largest last-1,000-step mean ts − GCM climate | {fmt(r['last1000_ts_bias_K'])} K | within 2 "
+                f"{'✔' if r['last1000_ts_bias_K'] <= 2 else '✘'} |")
+    rows.append(f"| wall time per 10,000 steps, batch 1 ({r['wall_s_per_10000_steps_note']}) | "
+                f"{fmt(r['wall_s_per_10000_steps'])} s | < 60 {'✔' if r['wall_s_per_10000_steps'] < 60 else '✘'} |")
+    c = s["cost_ratio_vs_exoplasim"]
+    rows.append(f"| cost per planet-day vs ExoPlaSim, CPU time both sides, batched | {fmt(c)}× | ≥ 1,000 "
+                f"{'✔' if c and c >= 1000 else '✘'} |")
+    m = s["conservation"]
+    rows.append(f"| dry-mass relative change per step, network alone (before the corrector) | mean "
+                f"{fmt(m['before_corrector_mean'])}, max {fmt(m['before_corrector_max'])} | 1e-8 "
+                f"{'✔' if m['before_corrector_max'] <= 1e-8 else '✘'} |")
+    rows.append(f"| the same after the float64 dry-mass corrector (rounding by construction) | max "
+                f"{fmt(m['after_corrector_max'])} | — |")
+    lines = ["\n".join(rows), ""]
+    lines.append("RMSE by lead (inside runs, K for ts/ta, m s⁻¹ for ua):\n")
+    lines.append("| method | variable | " + " | ".join(f"day {i + 1}" for i in range(len(rmse['emulator']['ts'])))
+                 + " |")
+    lines.append("|---|---|" + "---|" * len(rmse["emulator"]["ts"]))
+    for method in ("emulator", "persistence", "climatology", "lim"):
+        for v in rmse[method]:
+            lines.append(f"| {method} | {v} | " + " | ".join(f"{x:.3g}" for x in rmse[method][v]) + " |")
+    if climate:
+        lines += ["", "Climate surrogate (GP), leave-one-out over the runs inside the envelope "
+                      f"({climate.get('n_runs')} runs; time mean of the last days of each run):", "",
+                  "| variable | GP | nearest run | linear | quadratic | ensemble mean | GP ÷ nearest | GP ÷ best "
+                  "regression | 95 % coverage |", "|---|---|---|---|---|---|---|---|---|"]
+        for v, by in climate["loo_rmse"].items():
+            lines.append(f"| {v} | {fmt(by['gp'])} | {fmt(by['nearest'])} | {fmt(by['linear'])} | "
+                         f"{fmt(by['quadratic'])} | {fmt(by['ensemble_mean'])} | "
+                         f"{fmt(climate['loo_ratio_to_nearest'][v])} | "
+                         f"{fmt(climate['loo_ratio_to_best_regression'][v])} | {fmt(climate['coverage95'][v])} |")
+        ood = climate["ood"]
+        lines.append("")
+        gcm_cpu, speedup = climate.get("exoplasim_cpu_s_per_run"), climate.get("speedup_cpu_vs_exoplasim_run")
+        lines.append(f"Out-of-envelope flag: outside run flagged {ood['outside_flagged']}; inside runs unflagged "
+                     f"{ood['inside_unflagged_fraction']:.2f}. Cost per prediction "
+                     f"{fmt(climate['cost_s_per_prediction'])} CPU s vs ExoPlaSim {fmt(gcm_cpu)} CPU s per run "
+                     f"(×{fmt(speedup)}).")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--no-slurm", action="store_true", help="run the sweep with local worker processes")
+    ap.add_argument("--leads", type=int, default=10)
+    ap.add_argument("--stride", type=int, default=5)
+    ap.add_argument("--rollout-steps", type=int, default=10000)
+    ap.add_argument("--timing-steps", type=int, default=1000)
+    ap.add_argument("overrides", nargs="*", help="KEY=VALUE for the training config")
+    args = ap.parse_args()
+    started = time.perf_counter()
+    env = dict(os.environ)
+    if args.no_slurm:
+        sweep_s = sh([*ASTROHPC, "gcm", "sweep", str(SWEEP), "--local"])
+    else:
+        env = slurm_env()
+        sweep_s = sh([*ASTROHPC, "gcm", "sweep", str(SWEEP), "--submit", "--wait", "--timeout", "5400"], env=env)
+    cube = SWEEP_DIR / "datacube_step.h5"
+    sh([*ASTROHPC, "data", "stats", str(cube)])
+    train_s = sh([*ASTROHPC, "train", str(TRAIN), *args.overrides])
+    from astrohpc.config import load_config
+    from astrohpc.studies.skill import evaluate
+
+    cfg = load_config(TRAIN, args.overrides)
+    run_dir = Path(cfg.run.root) / cfg.run.name
+    train_summary = json.loads((REPO / run_dir / "metrics.json").read_text())
+    evaluation = evaluate(REPO / run_dir / "export" / "best.pt", leads=args.leads, stride=args.stride,
+                          rollout_steps=args.rollout_steps, timing_steps=args.timing_steps, sweep=SWEEP_DIR)
+    write_json(OUT / "evaluation.json", evaluation)
+    sh([*ASTROHPC, "study", "climate", str(CLIMATE), "--local", "--replace"])
+    climate_path = REPO / "runs" / "climate" / "summary.json"
+    climate = json.loads(climate_path.read_text()) if climate_path.is_file() else None
+    prov = collect()
+    summary = {**headline(evaluation, train_summary), "sweep_wall_s": sweep_s, "train_command_wall_s": train_s,
+               "total_wall_s": time.perf_counter() - started, "git": prov["git"],
+               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "host": machine(),
+               "inside_runs": evaluation["inside_runs"], "outside_runs": evaluation["outside_runs"]}
+    write_json(OUT / "summary.json", summary)
+    dirty = " (dirty)" if prov["git"].get("dirty") else ""
+    stamp = f"## {summary['date'][:10]} — git {prov['git']['commit'][:7]}{dirty}, {summary['host']}"
+    body = skill_table(summary, climate)
+    old = DOC.read_text() if DOC.is_file() else ""
+    head, _, rest = old.partition("\n## ")
+    intro = head if head.strip() else "# Skill of the surrogates (`make skill`)\n"
+    write_text(DOC, f"{intro.rstrip()}\n\n{stamp}\n\n{body}\n" + (f"\n## {rest}" if rest else ""))
+    print(f"wrote {OUT / 'summary.json'} and {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -70,7 +70,7 @@ class GPClimate:
 
     # -- fit --------------------------------------------------------------------------------------
     def fit(self, params: np.ndarray, param_names: Sequence[str], transforms: Sequence[str], fields: np.ndarray,
-            channel_variables: Sequence[str], area_weight: np.ndarray, run_names: Sequence[str] = ()) -> "GPClimate":
+            channel_variables: Sequence[str], area_weight: np.ndarray, run_names: Sequence[str] = ()) -> GPClimate:
         """params [run, P] raw, transforms per parameter ("log10"/"identity"); fields [run, C, lat, lon]
         time means in physical units; area_weight [lat, lon]. ConfigError on bad input."""
         from sklearn.decomposition import PCA

@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make setup | test | demo | cluster-start | cluster-stop | doctor | bench | lint | clean"
+	@echo "make setup | test | demo | skill | cluster-start | cluster-stop | doctor | bench | lint | clean"
 
 setup:
 	bash tools/setup.sh
@@ -15,6 +15,10 @@ test: setup
 
 demo: setup
 	bash tools/demo.sh
+
+# the skill benchmark (long: ~1.5 h on 2 cores from nothing; not in CI): runs/skill/summary.json, docs/skill.md
+skill: setup
+	.venv/bin/python tools/bench_skill.py
 
 cluster-start:
 	bash tools/local-slurm.sh start
@@ -35,4 +39,4 @@ clean:
 	bash tools/local-slurm.sh stop || true
 	rm -rf .state .pytest_cache
 
-.PHONY: help setup test demo cluster-start cluster-stop doctor bench lint clean
+.PHONY: help setup test demo skill cluster-start cluster-stop doctor bench lint clean

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 A=.venv/bin/astrohpc
 DEMO=${ASTROHPC_DEMO_DIR:-runs/demo}
-SWEEP_ARGS=() TRAIN_ARGS=() CLIMATE_ARGS=() PARITY_ARGS=() ROLLOUT_ARGS=() ABLATION_ARGS=()
+SWEEP_ARGS=() TRAIN_ARGS=() CLIMATE_ARGS=() CLIMATE_GP_ARGS=() PARITY_ARGS=() ROLLOUT_ARGS=() ABLATION_ARGS=()
 CALIBRATION_ARGS=() SPINUP_SWEEP_ARGS=() SPINUP_ARGS=()
 BENCH_ARGS=(--passes 2 --bytes 5e8)
 SIGNAL_AFTER=30
@@ -81,7 +81,7 @@ if [ ! -f "$CLIMATE/export/best.pt" ]; then
 fi
 note "climate: $CLIMATE/export/best.pt ($(.venv/bin/python -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['step'], 'steps, best epoch', s['best']['epoch'])" "$CLIMATE/metrics.json"))"
 
-stage "8/14 GCM parity study as a Slurm array (one task per held-out run, each with a GCM twin) + aggregation job"
+stage "8/14 GCM parity study as a Slurm array (one task per held-out run, each with a GCM twin) + aggregation job; the GP climate surrogate's leave-one-out study as an array"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/parity"
 $A study parity configs/study/parity_demo.yaml "run.root=$DEMO" "study.model=$TRAIN/export/best.pt" \
   "study.sweep=$SWEEP" "study.climate_model=$CLIMATE/export/best.pt" "${PARITY_ARGS[@]}" --replace --submit --wait --timeout 1800
@@ -102,6 +102,17 @@ if "speedup_cpu_single" in climate:
           f"speed-up vs ExoPlaSim in CPU time {climate['speedup_cpu_single']:.0f}x (batch 1), "
           f"{climate['speedup_cpu_batched']:.0f}x (batch {climate['batch']}); in wall x cores "
           f"{climate['speedup_wall_core_single']:.0f}x (batch 1)")
+PY
+)"
+
+$A study climate configs/study/climate_demo.yaml "run.root=$DEMO" "study.sweep=$SWEEP" "${CLIMATE_GP_ARGS[@]}" \
+  --replace --submit --wait --timeout 1800
+note "climate (GP, leave-one-out): $(.venv/bin/python - "$DEMO/climate" <<'PY'
+import json, sys
+s = json.load(open(f"{sys.argv[1]}/climate_summary.json"))
+ts = s["loo_rmse"]["ts"]
+print(f"time-mean ts RMSE over {s['n_runs']} runs: GP {ts['gp']:.2f} K, nearest run {ts['nearest']:.2f} K, "
+      f"linear {ts['linear']:.2f} K, quadratic {ts['quadratic']:.2f} K; 95% coverage {s['coverage95']['ts']:.2f}")
 PY
 )"
 

@@ -36,6 +36,10 @@ def add_study_section(report: MarkdownReport, study_dir: str | Path) -> None:
         from astrohpc.analysis.spinup_report import add_spinup_section
 
         add_spinup_section(report, study_dir)
+    elif kind == "climate":
+        from astrohpc.analysis.climate_report import add_climate_section
+
+        add_climate_section(report, study_dir)
     else:
         report.heading(f"Study `{study_dir.name}` ({kind})")
         report.paragraph(f"See `{study_dir}/aggregate.json`; this report has no section for {kind} studies yet.")

@@ -13,6 +13,8 @@ SPLIT=("train.test_runs=[task-0002]" "train.validation_runs=[task-0001]")
 TRAIN_ARGS=("${SPLIT[@]}" train.batch_size=2 train.epochs=14 train.log_every=1 train.checkpoint_every=0)
 SIGNAL_AFTER=3
 CLIMATE_ARGS=("${SPLIT[@]}" train.epochs=4 train.log_every=1 "model.transformer.patch=[8,8]")
+# the GP's leave-one-out: 2 runs fitted at a time hold one EOF component; the last 2 days (one 2-day mean)
+CLIMATE_GP_ARGS=(model.gp.max_components=1 model.gp.restarts=0 study.average_days=2)
 PARITY_ARGS=()
 ROLLOUT_ARGS=(study.rollout_steps=40 study.segment_steps=20 study.initial_conditions=1)
 ABLATION_ARGS=("${SPLIT[@]}" train.batch_size=2 "study.components=[no_correctors]" "study.seeds=[0,1]" train.epochs=1)

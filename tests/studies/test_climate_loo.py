@@ -102,6 +102,15 @@ def test_tiny_climate_study_end_to_end(climate_sweep, tmp_path):
     cpu = [json.loads((Path(climate_sweep) / r / "summary.json").read_text())["cpu_time_s"] for r in inside]
     assert summary["exoplasim_cpu_s_per_run"] == pytest.approx(np.mean(cpu))
     assert summary["cost_s_per_prediction"] > 0
+    # the report section reads the same figures
+    from astrohpc.analysis.markdown import MarkdownReport, format_cell
+    from astrohpc.analysis.study_sections import add_study_section
+
+    report = MarkdownReport(tmp_path / "report", "t")
+    add_study_section(report, study)
+    text = report.text()
+    assert "Climate surrogate (Gaussian process), leave-one-out" in text
+    assert format_cell(summary["loo_rmse"]["ts"]["gp"], 3) in text and "last 3 days" in text
     top = json.loads((study / "summary.json").read_text())
     assert {"loo_rmse", "loo_ratio_to_nearest", "coverage95", "n_runs", "cost_s_per_prediction",
             "exoplasim_cpu_s_per_run", "git", "date", "host"} <= set(top)

@@ -17,7 +17,8 @@ from astrohpc.studies.tasks import status
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = ("parity", "climate", "rollout", "ablation", "calibration", "spinup")
 SECTIONS = ("## GCM parity on held-out runs", "### Cost per simulated planet-day", "## Long rollouts", "## Ablation",
-            "## Calibration of the predictive uncertainty", "## Climate surrogate (Gaussian process), leave-one-out", "## Spin-up acceleration", "## Surrogate training: `train`",
+            "## Calibration of the predictive uncertainty", "## Climate surrogate (Gaussian process), leave-one-out",
+            "## Spin-up acceleration", "## Surrogate training: `train`",
             "## Benchmarks", "## Tables (CSV)")
 
 pytestmark = [pytest.mark.slurm, pytest.mark.exoplasim]

@@ -87,14 +87,23 @@ def headline(evaluation: dict, train_summary: dict) -> dict:
         out["outside"] = {"lead1_rmse_ratio_to_persistence": ratios(o, "persistence"),
                           "lead1_rmse_ratio_to_lim": ratios(o, "lim"), "rmse_by_lead": o}
     r = evaluation["rollout"]
-    members = r["members"]
-    out["rollout"] = {"members": len(members), "steps_asked": r["steps_asked"],
-                      "members_without_flag": sum(m["flag"] is None for m in members),
-                      "flags": [m["flag"] for m in members],
-                      "gm_ts_drift_K_per_1000_steps": max(abs(m["gm_ts_drift_K_per_1000_steps"]) for m in members),
-                      "last1000_ts_bias_K": max(abs(m["last1000_ts_bias_K"]) for m in members),
+
+    def members_summary(runs: list[str]) -> dict:
+        members = [m for m in r["members"] if m["run"] in runs]
+        if not members:
+            return {}
+        return {"members": len(members), "runs": runs, "steps_asked": r["steps_asked"],
+                "members_without_flag": sum(m["flag"] is None for m in members),
+                "flags": [m["flag"] for m in members], "steps_valid": [m["steps_valid"] for m in members],
+                "gm_ts_drift_K_per_1000_steps": max(abs(m["gm_ts_drift_K_per_1000_steps"]) for m in members),
+                "last1000_ts_bias_K": max(abs(m["last1000_ts_bias_K"]) for m in members),
+                "note": "drift and last-1,000-step mean over each member's steps before its flag, if any"}
+
+    out["rollout"] = {**members_summary(evaluation["inside_runs"]),
                       "wall_s_per_10000_steps": r["batch1"]["wall_s_per_10000_steps"],
                       "wall_s_per_10000_steps_note": f"batch 1, {r['batch1']['steps']} steps timed, scaled to 10,000"}
+    if evaluation["outside_runs"]:
+        out["outside"] = {**out.get("outside", {}), "rollout": members_summary(evaluation["outside_runs"])}
     gcm = evaluation["gcm_cost"]
     cpu_day = r["cpu_s_per_member_step"]  # one step = one simulated day
     out["cost_ratio_vs_exoplasim"] = (gcm["exoplasim_cpu_s_per_day"] / cpu_day
@@ -127,12 +136,14 @@ def skill_table(s: dict, climate: dict | None) -> str:
                 f"{'yes' if below else 'no'} | through day 10 {'✔' if below else '✘'} |")
     r = s["rollout"]
     ok = r["members_without_flag"] == r["members"]
-    rows.append(f"| {r['steps_asked']:,}-step rollouts without a divergence flag | {r['members_without_flag']} of "
-                f"{r['members']} | every member {'✔' if ok else '✘'} |")
-    rows.append(f"| largest global-mean ts drift | {fmt(r['gm_ts_drift_K_per_1000_steps'])} K per 1,000 steps | "
+    rows.append(f"| {r['steps_asked']:,}-step rollouts without a divergence flag, inside runs | "
+                f"{r['members_without_flag']} of {r['members']} (steps before the flag: "
+                f"{', '.join(map(str, r['steps_valid']))}) | every member {'✔' if ok else '✘'} |")
+    drift, bias = r["gm_ts_drift_K_per_1000_steps"], r["last1000_ts_bias_K"]
+    rows.append(f"| largest global-mean ts drift, inside runs | {fmt(drift)} K per 1,000 steps | "
                 f"≤ 1 {'✔' if r['gm_ts_drift_K_per_1000_steps'] <= 1 else '✘'} |")
-    rows.append(f"| largest last-1,000-step mean ts − GCM climate | {fmt(r['last1000_ts_bias_K'])} K | within 2 "
-                f"{'✔' if r['last1000_ts_bias_K'] <= 2 else '✘'} |")
+    rows.append(f"| largest last-1,000-step mean ts − GCM climate (its last 60 days), inside runs | {fmt(bias)} K | "
+                f"within 2 {'✔' if r['last1000_ts_bias_K'] <= 2 else '✘'} |")
     rows.append(f"| wall time per 10,000 steps, batch 1 ({r['wall_s_per_10000_steps_note']}) | "
                 f"{fmt(r['wall_s_per_10000_steps'])} s | < 60 {'✔' if r['wall_s_per_10000_steps'] < 60 else '✘'} |")
     c = s["cost_ratio_vs_exoplasim"]
@@ -144,6 +155,15 @@ def skill_table(s: dict, climate: dict | None) -> str:
                 f"{'✔' if m['before_corrector_max'] <= 1e-8 else '✘'} |")
     rows.append(f"| the same after the float64 dry-mass corrector (rounding by construction) | max "
                 f"{fmt(m['after_corrector_max'])} | — |")
+    o = s.get("outside", {})
+    if o:
+        ro = o.get("rollout", {})
+        rows.append(f"| outside run (beside): lead-1 RMSE ÷ persistence (ts / ta / ua) | "
+                    f"{' / '.join(fmt(x) for x in o['lead1_rmse_ratio_to_persistence'].values())} | — |")
+        if ro:
+            rows.append(f"| outside run (beside): rollout steps before a flag; ts drift; last-1,000 bias | "
+                        f"{', '.join(map(str, ro['steps_valid']))}; {fmt(ro['gm_ts_drift_K_per_1000_steps'])} K per "
+                        f"1,000; {fmt(ro['last1000_ts_bias_K'])} K | — |")
     lines = ["\n".join(rows), ""]
     lines.append("RMSE by lead (inside runs, K for ts/ta, m s⁻¹ for ua):\n")
     lines.append("| method | variable | " + " | ".join(f"day {i + 1}" for i in range(len(rmse['emulator']['ts'])))
@@ -153,8 +173,14 @@ def skill_table(s: dict, climate: dict | None) -> str:
         for v in rmse[method]:
             lines.append(f"| {method} | {v} | " + " | ".join(f"{x:.3g}" for x in rmse[method][v]) + " |")
     if climate:
+        eq = climate["equilibrium"]
         lines += ["", "Climate surrogate (GP), leave-one-out over the runs inside the envelope "
-                      f"({climate.get('n_runs')} runs; time mean of the last days of each run):", "",
+                      f"({climate['n_runs']} runs; each run's climate: the mean of its last {climate['average_days']} "
+                      "days). The GCM runs were **not at equilibrium** over that window: TOA imbalance "
+                      f"{min(r['toa_imbalance_W_m2'] for r in eq):.1f} to "
+                      f"{max(r['toa_imbalance_W_m2'] for r in eq):.1f} W m⁻², ts trend "
+                      f"{min(r['ts_trend_K_per_yr'] for r in eq):.0f} to "
+                      f"{max(r['ts_trend_K_per_yr'] for r in eq):.0f} K yr⁻¹ (runs/climate/climate_summary.json).", "",
                   "| variable | GP | nearest run | linear | quadratic | ensemble mean | GP ÷ nearest | GP ÷ best "
                   "regression | 95 % coverage |", "|---|---|---|---|---|---|---|---|---|"]
         for v, by in climate["loo_rmse"].items():
@@ -179,8 +205,12 @@ def main() -> int:
     ap.add_argument("--stride", type=int, default=5)
     ap.add_argument("--rollout-steps", type=int, default=10000)
     ap.add_argument("--timing-steps", type=int, default=1000)
+    ap.add_argument("--report-only", action="store_true",
+                    help="rebuild summary.json and docs/skill.md from runs/skill/evaluation.json and the studies")
     ap.add_argument("overrides", nargs="*", help="KEY=VALUE for the training config")
     args = ap.parse_args()
+    if args.report_only:
+        return write_outputs(json.loads((OUT / "evaluation.json").read_text()), args.overrides, None, None, None)
     started = time.perf_counter()
     env = dict(os.environ)
     if args.no_slurm:
@@ -188,24 +218,39 @@ def main() -> int:
     else:
         env = slurm_env()
         sweep_s = sh([*ASTROHPC, "gcm", "sweep", str(SWEEP), "--submit", "--wait", "--timeout", "5400"], env=env)
-    cube = SWEEP_DIR / "datacube_step.h5"
-    sh([*ASTROHPC, "data", "stats", str(cube)])
-    train_s = sh([*ASTROHPC, "train", str(TRAIN), *args.overrides])
+    sh([*ASTROHPC, "data", "stats", str(SWEEP_DIR / "datacube_step.h5")])
     from astrohpc.config import load_config
     from astrohpc.studies.skill import evaluate
 
     cfg = load_config(TRAIN, args.overrides)
     run_dir = Path(cfg.run.root) / cfg.run.name
-    train_summary = json.loads((REPO / run_dir / "metrics.json").read_text())
+    metrics = REPO / run_dir / "metrics.json"
+    done = json.loads(metrics.read_text()) if metrics.is_file() else {}
+    if done.get("status") == "finished" and done.get("step") == done.get("total_steps"):
+        # a finished training of this config (the trainer refuses another config's checkpoints): its own
+        # summary keeps the training's wall time; running it again would only re-export
+        print(f"+ training in {run_dir} already finished ({done['wall_s']:.0f} s): reused", flush=True)
+        train_s = None
+    else:
+        train_s = sh([*ASTROHPC, "train", str(TRAIN), *args.overrides])
     evaluation = evaluate(REPO / run_dir / "export" / "best.pt", leads=args.leads, stride=args.stride,
                           rollout_steps=args.rollout_steps, timing_steps=args.timing_steps, sweep=SWEEP_DIR)
     write_json(OUT / "evaluation.json", evaluation)
     sh([*ASTROHPC, "study", "climate", str(CLIMATE), "--local", "--replace"])
-    climate_path = REPO / "runs" / "climate" / "summary.json"
+    return write_outputs(evaluation, args.overrides, sweep_s, train_s, time.perf_counter() - started)
+
+
+def write_outputs(evaluation: dict, overrides: list[str], sweep_s, train_s, total_s) -> int:
+    """runs/skill/summary.json and a dated section of docs/skill.md."""
+    from astrohpc.config import load_config
+
+    cfg = load_config(TRAIN, overrides)
+    train_summary = json.loads((REPO / cfg.run.root / cfg.run.name / "metrics.json").read_text())
+    climate_path = REPO / "runs" / "climate" / "climate_summary.json"
     climate = json.loads(climate_path.read_text()) if climate_path.is_file() else None
     prov = collect()
     summary = {**headline(evaluation, train_summary), "sweep_wall_s": sweep_s, "train_command_wall_s": train_s,
-               "total_wall_s": time.perf_counter() - started, "git": prov["git"],
+               "total_wall_s": total_s, "git": prov["git"],
                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "host": machine(),
                "inside_runs": evaluation["inside_runs"], "outside_runs": evaluation["outside_runs"]}
     write_json(OUT / "summary.json", summary)

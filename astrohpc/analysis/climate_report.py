@@ -43,7 +43,7 @@ def add_climate_section(report: MarkdownReport, study_dir: str | Path) -> None:
     ood = s["ood"]
     flagged = [r for r, v in ood["verdicts"].items() if v["flagged"]]
     report.paragraph(
-        f"Out-of-envelope flag (outside the training runs' box widened by one stratum, or mean predictive σ of "
+        f"Out-of-envelope flag (outside {ood.get('envelope', 'the envelope')}, or mean predictive σ of "
         f"{ood['sigma_channel']} above {cfg.get('study', {}).get('ood_std_factor')} × the largest leave-one-out σ = "
         f"{ood['sigma_threshold']:.3g}): flagged {', '.join(flagged) or 'none'}; outside runs "
         f"{', '.join(s['outside_runs']) or 'none'} flagged {ood['outside_flagged']}; inside runs unflagged "

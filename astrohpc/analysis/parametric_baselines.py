@@ -1,11 +1,10 @@
 """Baselines a parametric climate surrogate must beat: fields of held-out planets from those of
-the training planets, with no learning beyond least squares.
+the training planets, with no learning beyond least squares (the nearest run is
+astrohpc.studies.baselines.nearest_run, which every study uses).
 
 All take standardised parameters z_train [n, P], z_test [m, P] and fields [n, ...]; each returns
 [m, ...] float64.
 
-    nearest_run     the training run closest in z (Euclidean: the parameters as sampled, each
-                    scaled by its spread over the training runs)
     ensemble_mean   the mean of the training runs
     regression      least squares per grid point on [1, z] (linear) or [1, z, z_i z_j] (quadratic)
 """
@@ -15,11 +14,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-
-
-def nearest_run(z_train: np.ndarray, fields: np.ndarray, z_test: np.ndarray) -> np.ndarray:
-    d = ((np.asarray(z_test)[:, None, :] - np.asarray(z_train)[None, :, :]) ** 2).sum(axis=-1)
-    return np.asarray(fields, np.float64)[d.argmin(axis=1)]
 
 
 def ensemble_mean(fields: np.ndarray, n_test: int) -> np.ndarray:

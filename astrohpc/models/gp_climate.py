@@ -9,8 +9,9 @@ ClimateBench, ESEm), built on scikit-learn:
    area-weighted anomalies about the runs' mean, sqrt(area) weights so that the components are
    orthogonal on the sphere; components are kept up to `variance_kept` of the variance
    (at most `max_components`, and fewer than the runs);
-3. one GP per retained component's scores: a constant times an anisotropic Matérn-5/2 kernel
-   (one length scale per parameter), plus a linear term (DotProduct: a linear mean function
+3. one GP per retained component's scores: a constant times an anisotropic Matérn kernel (one
+   length scale per parameter; its smoothness ν ∈ {1/2, 3/2, 5/2} chosen per component by the
+   training runs' log marginal likelihood), plus a linear term (DotProduct: a linear mean function
    with a Gaussian prior on its coefficients, integrated out), plus white noise; its
    hyperparameters by maximum marginal likelihood with restarts;
 4. a prediction maps the components' means back to fields in physical units; its variance is
@@ -49,7 +50,7 @@ class GPClimate:
     """Fit with `fit`, predict with `predict` (see the module doc)."""
 
     def __init__(self, variance_kept: float = 0.999, max_components: int = 8, restarts: int = 4,
-                 seed: int = 0) -> None:
+                 seed: int = 0, smoothness: Sequence[float] = (0.5, 1.5, 2.5)) -> None:
         if not 0 < variance_kept <= 1:
             raise ConfigError(f"model.gp.variance_kept must be in (0, 1], got {variance_kept}")
         if max_components < 1:
@@ -58,6 +59,9 @@ class GPClimate:
         self.max_components = max_components
         self.restarts = restarts
         self.seed = seed
+        self.smoothness = tuple(smoothness)
+        if not self.smoothness or any(nu not in (0.5, 1.5, 2.5) for nu in self.smoothness):
+            raise ConfigError(f"model.gp.smoothness: Matérn ν among 0.5, 1.5, 2.5, got {list(smoothness)}")
         self.param_names: list[str] = []
         self.transforms: list[str] = []
         self.x_mean = self.x_std = None
@@ -122,21 +126,28 @@ class GPClimate:
         return self
 
     def _fit_gp(self, z: np.ndarray, y: np.ndarray, rng: np.random.RandomState):
+        """The GP of one component: for each Matérn smoothness ν of `smoothness` the hyperparameters
+        of maximum marginal likelihood; the ν whose fit has the highest log marginal likelihood of
+        the training runs is kept (model selection on the training data only)."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
 
         p = z.shape[1]
-        kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * Matern(length_scale=np.ones(p), length_scale_bounds=(5e-2, 1e2),
-                                                              nu=2.5)
-                  + ConstantKernel(0.1, (1e-5, 1e2)) * DotProduct(sigma_0=1.0, sigma_0_bounds=(1e-3, 1e2))
-                  + WhiteKernel(1e-2, (1e-8, 1.0)))
-        gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=self.restarts,
-                                      random_state=rng)
-        with warnings.catch_warnings():  # a bound reached is information, not an error, on ~20 runs
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            gp.fit(z, y)
-        return gp
+        best = None
+        for nu in self.smoothness:
+            matern = Matern(length_scale=np.ones(p), length_scale_bounds=(5e-2, 1e2), nu=nu)
+            kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * matern
+                      + ConstantKernel(0.1, (1e-5, 1e2)) * DotProduct(sigma_0=1.0, sigma_0_bounds=(1e-3, 1e2))
+                      + WhiteKernel(1e-2, (1e-8, 1.0)))
+            gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=self.restarts,
+                                          random_state=rng)
+            with warnings.catch_warnings():  # a bound reached is information, not an error, on ~20 runs
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                gp.fit(z, y)
+            if best is None or gp.log_marginal_likelihood_value_ > best.log_marginal_likelihood_value_:
+                best = gp
+        return best
 
     # -- predict ----------------------------------------------------------------------------------
     def predict(self, params: np.ndarray, param_names: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:

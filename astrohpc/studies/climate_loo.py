@@ -13,10 +13,11 @@ RMSE, bias, pattern correlation; for the GP also the coverage of its central 68 
 intervals and the CRPS of its Gaussian predictive distribution.
 
 Out-of-envelope flag: a prediction is flagged when a parameter (transformed as sampled) lies
-outside the training runs' box widened by one Latin-hypercube stratum ((max − min)/(n − 1)) on each
-side — the design's own bounds, recovered from its samples — or when its area-weighted mean
-predictive σ of the first score channel exceeds `study.ood_std_factor` × the largest among the
-leave-one-out predictions (the threshold is set on the LOO runs at aggregation).
+outside the design's box (the sweep's sampled bounds, from its tasks.json; without the sweep,
+the training runs' box widened by one Latin-hypercube stratum (max − min)/(n − 1) on each side),
+or when its area-weighted mean predictive σ of the first score channel exceeds
+`study.ood_std_factor` × the largest among the leave-one-out predictions (the threshold is set
+on the LOO runs at aggregation).
 
 Cost: CPU time of one prediction (astrohpc.cost_clock, process and children) beside the GCM's
 own CPU time per run from each run's summary.json (both as CPU time; wall × cores beside).
@@ -132,20 +133,45 @@ def expand(cfg: Any) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- run
 
 
-def envelope_check(x_train: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """[m] True where every (transformed) parameter of x [m, P] lies in the training box widened by
-    one stratum (max − min)/(n − 1) on each side."""
+def envelope_check(x_train: np.ndarray, x: np.ndarray, box: Any = None) -> np.ndarray:
+    """[m] True where every (transformed) parameter of x [m, P] lies in the envelope: the design's
+    box (`box`: [P, 2] low/high, transformed) when known, else the training box widened by one
+    stratum (max − min)/(n − 1) on each side."""
+    if box is not None:
+        box = np.asarray(box, np.float64)
+        span = box[:, 1] - box[:, 0]
+        return np.all((x >= box[:, 0] - 1e-9 * span) & (x <= box[:, 1] + 1e-9 * span), axis=1)
     low, high = x_train.min(axis=0), x_train.max(axis=0)
     pad = (high - low) / max(len(x_train) - 1, 1)
     return np.all((x >= low - pad) & (x <= high + pad), axis=1)
 
 
+def design_box(sweep: Any, params: list[str], transforms: list[str]) -> Any:
+    """The sampled design's bounds of `params` ([P, 2], transformed as the models read them) from
+    the sweep's tasks.json, or None when the sweep is unknown or did not sample every parameter."""
+    if not sweep or not (Path(sweep) / "tasks.json").is_file():
+        return None
+    design = (json.loads((Path(sweep) / "tasks.json").read_text())["base_config"].get("sweep") or {})
+    bounds = design.get("parameters") or {}
+    if design.get("design") not in ("sobol", "lhs", "maximin-lhs"):
+        return None
+    box = []
+    for name, how in zip(params, transforms):
+        pair = bounds.get(f"planet.{name}")
+        if not isinstance(pair, list) or len(pair) != 2:
+            return None
+        box.append(np.log10(pair) if how == "log10" else np.asarray(pair, np.float64))
+    return np.stack(box)
+
+
 def predictions(train_x: np.ndarray, train_fields: np.ndarray, test_x: np.ndarray, model: Any) -> dict[str, np.ndarray]:
     """Every method's prediction [m, C, lat, lon] from the same training runs (raw parameters)."""
     from astrohpc.analysis import parametric_baselines as base
+    from astrohpc.studies.baselines import nearest_run
 
     z_train, z_test = model._inputs(train_x), model._inputs(test_x)
-    return {"nearest": base.nearest_run(z_train, train_fields, z_test),
+    nearest = np.stack([np.asarray(train_fields[nearest_run(z_train, z)], np.float64) for z in z_test])
+    return {"nearest": nearest,
             "linear": base.regression(z_train, train_fields, z_test, 1),
             "quadratic": base.regression(z_train, train_fields, z_test, 2),
             "ensemble_mean": base.ensemble_mean(train_fields, len(test_x))}
@@ -190,7 +216,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     train_x, train_fields = params[:-1], fields[:-1]
     test_x, truth = params[-1:], fields[-1]
     gp_cfg = cfg.model.gp
-    model = GPClimate(gp_cfg.variance_kept, gp_cfg.max_components, gp_cfg.restarts, cfg.run.seed)
+    model = GPClimate(gp_cfg.variance_kept, gp_cfg.max_components, gp_cfg.restarts, cfg.run.seed, gp_cfg.smoothness)
     channel_vars = [meta.variables[i] for i in inputs["channels"]]
     with cost_clock(1) as fit_cost:
         model.fit(train_x, inputs["params"], inputs["transforms"], train_fields, channel_vars, meta.area_weight, train)
@@ -199,6 +225,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
             mean, std = model.predict(test_x)
     pred = {"gp": mean[0], **{k: v[0] for k, v in predictions(train_x, train_fields, test_x, model).items()}}
     scores = score(pred, std[0], truth, meta.area_weight, inputs["score_labels"], inputs["score"])
+    box = design_box(cfg.study.sweep, inputs["params"], inputs["transforms"])
     x_train = transform_params(train_x, inputs["params"], inputs["transforms"])
     x_test = transform_params(test_x, inputs["params"], inputs["transforms"])
     first = inputs["score"][0]
@@ -207,7 +234,8 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     return {"held_out": task["held_out"], "kind": task["kind"], "train_runs": train,
             "params": dict(zip(inputs["params"], map(float, params[-1]))),
             "transforms": inputs["transforms"], "score_labels": inputs["score_labels"], **scores,
-            "inside_envelope": bool(envelope_check(x_train, x_test)[0]),
+            "inside_envelope": bool(envelope_check(x_train, x_test, box)[0]),
+            "envelope": "the sweep's design box" if box is not None else "training runs' box + one stratum",
             "mean_sigma_first_channel": float(global_mean(std[0, first], meta.area_weight)),
             "global_mean_first_channel": {"gcm": gm_truth, "gp": gm_pred},
             "gp": model.describe(),
@@ -292,6 +320,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
         "coverage68": coverage["coverage68"], "coverage95": coverage["coverage95"],
         "crps": {label: float(np.mean([r["crps"][label] for r in loo])) for label in labels},
         "ood": {"sigma_threshold": threshold, "sigma_channel": labels[0], "verdicts": verdicts,
+                "envelope": loo[0]["envelope"],
                 "inside_unflagged_fraction": float(np.mean([not verdicts[r["held_out"]]["flagged"] for r in loo])),
                 "outside_flagged": [verdicts[r["held_out"]]["flagged"] for r in outside]},
         "outside": {r["held_out"]: {"rmse": r["rmse"], "params": r["params"]} for r in outside},

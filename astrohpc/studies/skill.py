@@ -255,7 +255,7 @@ def exoplasim_cost(sweep: Optional[Path], names: Sequence[str]) -> dict[str, Any
 def evaluate(export: str | Path, leads: int = 10, stride: int = 5, rollout_steps: int = 10000, climate_days: int = 60,
              timing_steps: int = 1000, sweep: Optional[str | Path] = None, threads: int = 2) -> dict[str, Any]:
     """Everything above for the test runs of the export (inside / outside its training envelope)."""
-    from astrohpc.studies.climate_loo import envelope_check
+    from astrohpc.studies.climate_loo import design_box, envelope_check
     from astrohpc.train.export import load_exported
 
     torch.set_num_threads(threads)
@@ -270,7 +270,7 @@ def evaluate(export: str | Path, leads: int = 10, stride: int = 5, rollout_steps
     test = [index[n] for n in split["test"]]
     norm = info["param_norm"]
     x = transform_params(meta.param_matrix(norm["names"]), norm["names"], norm["transform"])
-    inside_mask = envelope_check(x[train], x[test])
+    inside_mask = envelope_check(x[train], x[test], design_box(sweep, list(norm["names"]), list(norm["transform"])))
     inside = [r for r, ok in zip(test, inside_mask) if ok]
     outside = [r for r, ok in zip(test, inside_mask) if not ok]
     started = time.perf_counter()

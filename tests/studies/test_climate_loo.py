@@ -94,6 +94,11 @@ def test_tiny_climate_study_end_to_end(climate_sweep, tmp_path):
 
     # out of the envelope: the outside planet (16 d, 1500 W m-2) trips the flag
     assert summary["ood"]["outside_flagged"] == [True]
+    assert summary["ood"]["envelope"] == "the sweep's design box"  # [1, 10] d (log10) x [1100, 1450] W m-2
+    box = climate_loo.design_box(climate_sweep, ["rotation_period_days", "instellation_W_m2"], ["log10", "identity"])
+    np.testing.assert_allclose(box, [[0.0, 1.0], [1100.0, 1450.0]])
+    in_box = climate_loo.envelope_check(None, np.array([[0.0, 1100.0], [1.0, 1450.0], [1.01, 1200.0]]), box)
+    assert in_box.tolist() == [True, True, False]
     assert summary["ood"]["verdicts"]["task-0005"]["inside_envelope"] is False
     # each run's distance from equilibrium over the averaging window, from the means cube
     assert [row["run"] for row in summary["equilibrium"]] == [*inside, "task-0005"]

@@ -107,7 +107,7 @@ PY
 
 $A study climate configs/study/climate_demo.yaml "run.root=$DEMO" "study.sweep=$SWEEP" "${CLIMATE_GP_ARGS[@]}" \
   --replace --submit --wait --timeout 1800
-note "climate (GP, leave-one-out): $(.venv/bin/python - "$DEMO/climate" <<'PY'
+note "climate (GP, leave-one-out): $(.venv/bin/python - "$DEMO/climate_gp" <<'PY'
 import json, sys
 s = json.load(open(f"{sys.argv[1]}/climate_summary.json"))
 ts = s["loo_rmse"]["ts"]

@@ -174,7 +174,9 @@ class GPClimate:
             field_var = ((sd_k ** 2) @ (block.eofs ** 2)) / w ** 2
             mean[:, block.channels] = block.mean + field.reshape(m, *block.mean.shape)
             var[:, block.channels] = field_var.reshape(m, *block.mean.shape) + block.truncation_var
-        return mean, np.sqrt(var)
+        # a cell that never varies across the runs has no spread to predict: floor at the smallest
+        # positive double so that σ > 0 everywhere (scores divide by it)
+        return mean, np.sqrt(np.maximum(var, np.finfo(np.float64).tiny))
 
     def _reorder(self, params: np.ndarray, names: list[str]) -> np.ndarray:
         unknown = [n for n in names if n not in self.param_names]

@@ -133,3 +133,12 @@ def test_regression_baselines_recover_polynomials_exactly():
     assert base.design_matrix(z_new, 2).shape == (1, 6)  # 1, z1, z2, z1², z1 z2, z2²
     fields = np.arange(12.0)[:, None, None] * np.ones((12, 3, 4))
     np.testing.assert_allclose(base.ensemble_mean(fields, 2), np.full((2, 3, 4), 5.5))
+
+
+def test_a_cell_that_never_varies_gets_a_positive_sigma():
+    x = design(8, 6)
+    f = fields_of(x)
+    f[:, 2, 0, 0] = 250.0  # the same in every run
+    gp = GPClimate(max_components=3, restarts=0).fit(x, NAMES, TRANSFORMS, f, VARS, AREA)
+    mean, std = gp.predict(x[:2])
+    assert np.all(std > 0) and np.allclose(mean[:, 2, 0, 0], 250.0, atol=1e-6)

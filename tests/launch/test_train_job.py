@@ -165,8 +165,30 @@ def _wait(job, done, timeout=240):
         if done():
             return
         time.sleep(1)
-    log = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
-    raise AssertionError(f"job {job} did not get there in {timeout} s: {log}")
+    show = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    logs = [line.split("=", 1)[1] for line in show.split() if line.startswith("StdOut=")]
+    tail = "".join(Path(p).read_text()[-3000:] for p in logs if Path(p).is_file())
+    slurmd = Path(os.environ.get("SLURM_CONF", "/nonexistent")).parent / "log" / "slurmd.log"
+    daemon = "".join(slurmd.read_text().splitlines(keepends=True)[-30:]) if slurmd.is_file() else ""
+    raise AssertionError(f"job {job} did not get there in {timeout} s: {show}\n--- job log ---\n{tail}"
+                         f"\n--- slurmd log ---\n{daemon}")
+
+
+def _steps_alive(job):
+    """Whether any slurmstepd of `job` (an earlier attempt's batch or task step) still runs here."""
+    out = subprocess.run(["pgrep", "-f", rf"slurmstepd: \[{job}\."], capture_output=True, text=True).stdout
+    return bool(out.strip())
+
+
+def _restart_now(job):
+    """Slurm holds a requeued job ~2 min; start it sooner, but only once the earlier attempt is gone
+    from the node (pending, no slurmstepd of it left) and a few seconds after the requeue: slurmd
+    revokes the earlier attempt's credential with a time stamp in whole seconds, so an attempt
+    started within the same second is killed at launch ("Job credential revoked", exit 1, RunTime 0
+    — seen in CI and reproduced here under load)."""
+    _wait(job, lambda: _state(job) == "PENDING" and not _steps_alive(job))
+    time.sleep(3)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
 
 
 def _ddp_reference(rank, world, port, cfg_path, out):
@@ -187,8 +209,7 @@ def test_preempted_srun_job_requeues_and_resumes_bit_identical(physics_cube, slu
     _wait(job, lambda: train_csv.exists() and len(train_csv.read_text().splitlines()) > 6)
     subprocess.run(["scancel", "--signal=USR1", job], check=True)  # what --signal=USR1@60 does near the end
     # rank 0 checkpoints and requeues; Slurm holds a requeued job ~2 min: start it now
-    _wait(job, lambda: _state(job) in ("PENDING", "REQUEUED") or (run / "metrics.json").exists())
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+    _restart_now(job)
     _wait(job, lambda: _state(job) in ("COMPLETED", "FAILED", "CANCELLED", "GONE", "TIMEOUT") and
           json.loads((run / "metrics.json").read_text()).get("status") == "finished", timeout=300)
     summary = json.loads((run / "metrics.json").read_text())
@@ -250,8 +271,7 @@ def test_training_in_an_image_without_slurm_client_meets_and_requeues_from_the_h
     train_csv = run / "metrics" / "train.csv"
     _wait(job, lambda: train_csv.exists() and len(train_csv.read_text().splitlines()) > 4)
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
-    _wait(job, lambda: _state(job) in ("PENDING", "REQUEUED") or (run / "metrics.json").exists())
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+    _restart_now(job)
     _wait(job, lambda: (run / "metrics.json").exists() and
           json.loads((run / "metrics.json").read_text()).get("status") == "finished", timeout=300)
     summary = json.loads((run / "metrics.json").read_text())

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from climate_fixture import climate_study, climate_sweep  # noqa: F401
 
 # The session-wide ExoPlaSim smoke run (builds the model once); tests/ is on sys.path under
 # pytest's default import mode, so the module imports by its own name.

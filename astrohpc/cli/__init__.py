@@ -17,8 +17,10 @@ from astrohpc.cli import (
     config_cmd,
     data_cmd,
     doctor_cmd,
+    export_cmd,
     gcm_cmd,
     parity_cmd,
+    predict_cmd,
     report_cmd,
     slurm_cmd,
     study_cmd,
@@ -28,7 +30,7 @@ from astrohpc.cli import (
 from astrohpc.errors import AstrohpcError
 
 COMMAND_MODULES = (doctor_cmd, config_cmd, slurm_cmd, gcm_cmd, data_cmd, train_cmd, submit_cmd, study_cmd, report_cmd,
-                   parity_cmd)
+                   parity_cmd, export_cmd, predict_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,16 @@ class _VariableEOF:
     explained: np.ndarray  # [k] fraction of the variance each component explains
 
 
+def _kernel(p: int, nu: float):
+    """constant × anisotropic Matérn(ν) over p parameters + constant × linear + white noise."""
+    from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
+
+    matern = Matern(length_scale=np.ones(p), length_scale_bounds=(5e-2, 1e2), nu=nu)
+    return (ConstantKernel(1.0, (1e-3, 1e3)) * matern
+            + ConstantKernel(0.1, (1e-5, 1e2)) * DotProduct(sigma_0=1.0, sigma_0_bounds=(1e-3, 1e2))
+            + WhiteKernel(1e-2, (1e-8, 1.0)))
+
+
 class GPClimate:
     """Fit with `fit`, predict with `predict` (see the module doc)."""
 
@@ -131,16 +141,11 @@ class GPClimate:
         the training runs is kept (model selection on the training data only)."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
 
-        p = z.shape[1]
         best = None
         for nu in self.smoothness:
-            matern = Matern(length_scale=np.ones(p), length_scale_bounds=(5e-2, 1e2), nu=nu)
-            kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * matern
-                      + ConstantKernel(0.1, (1e-5, 1e2)) * DotProduct(sigma_0=1.0, sigma_0_bounds=(1e-3, 1e2))
-                      + WhiteKernel(1e-2, (1e-8, 1.0)))
-            gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=self.restarts,
+            gp = GaussianProcessRegressor(kernel=_kernel(z.shape[1], nu), normalize_y=True,
+                                          n_restarts_optimizer=self.restarts,
                                           random_state=rng)
             with warnings.catch_warnings():  # a bound reached is information, not an error, on ~20 runs
                 warnings.simplefilter("ignore", ConvergenceWarning)
@@ -188,6 +193,56 @@ class GPClimate:
             raise ConfigError(f"gp climate surrogate: parameter(s) {', '.join(missing)} not given; the model needs "
                               f"{', '.join(self.param_names)}")
         return params[:, [names.index(n) for n in self.param_names]]
+
+    # -- state ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted model as tensors, lists and numbers (torch.load(weights_only=True) reads it):
+        settings, parameter scaling, and per variable its EOFs and, per component, the GP's kernel
+        smoothness, fitted hyperparameters (log θ) and training data. `from_state_dict` rebuilds the
+        GPs with those hyperparameters, without optimising: the predictions are the same."""
+        import torch
+
+        if not self.blocks:
+            raise ConfigError("gp climate surrogate: not fitted; call fit() before state_dict()")
+        t = lambda a: torch.from_numpy(np.array(a, dtype=np.float64))  # noqa: E731 (a local shorthand)
+        blocks = {}
+        for var, b in self.blocks.items():
+            blocks[var] = {"channels": torch.from_numpy(np.asarray(b.channels, np.int64)), "mean": t(b.mean),
+                           "eofs": t(b.eofs), "sqrt_w": t(b.sqrt_w), "truncation_var": t(b.truncation_var),
+                           "explained": t(b.explained),
+                           "gps": [{"nu": float(gp.kernel_.k1.k1.k2.nu), "theta": t(gp.kernel_.theta),
+                                    "x": t(gp.X_train_), "y": t(gp.y_train_ * gp._y_train_std + gp._y_train_mean)}
+                                   for gp in b.gps]}
+        return {"kind": "GPClimate", "version": 1, "variance_kept": self.variance_kept,
+                "max_components": self.max_components, "restarts": self.restarts, "seed": self.seed,
+                "smoothness": list(self.smoothness), "param_names": list(self.param_names),
+                "transforms": list(self.transforms), "x_mean": t(self.x_mean), "x_std": t(self.x_std),
+                "n_channels": int(self.n_channels), "blocks": blocks}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> GPClimate:
+        """The model `state_dict` saved (ConfigError when `state` is not one)."""
+        from sklearn.gaussian_process import GaussianProcessRegressor
+
+        if not isinstance(state, dict) or state.get("kind") != "GPClimate" or state.get("version") != 1:
+            raise ConfigError("not a saved GP climate surrogate (kind GPClimate, version 1): re-export it with "
+                              "`astrohpc study climate CONFIG` (its aggregation writes export/gp.pt)")
+        model = cls(state["variance_kept"], state["max_components"], state["restarts"], state["seed"],
+                    state["smoothness"])
+        model.param_names, model.transforms = list(state["param_names"]), list(state["transforms"])
+        model.x_mean, model.x_std = state["x_mean"].numpy(), state["x_std"].numpy()
+        model.n_channels = int(state["n_channels"])
+        for var, b in state["blocks"].items():
+            gps = []
+            for g in b["gps"]:
+                x = g["x"].numpy()
+                kernel = _kernel(x.shape[1], g["nu"]).clone_with_theta(g["theta"].numpy())
+                gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, optimizer=None)
+                gps.append(gp.fit(x, g["y"].numpy()))
+            model.blocks[var] = _VariableEOF(b["channels"].numpy(), b["mean"].numpy(), b["eofs"].numpy(),
+                                             b["sqrt_w"].numpy(), b["truncation_var"].numpy(), gps,
+                                             b["explained"].numpy())
+        return model
 
     # -- description ------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -25,7 +25,8 @@ own CPU time per run from each run's summary.json (both as CPU time; wall × cor
 Aggregation: climate.csv (per run, channel, method), climate_summary.json (pooled scores, ratios
 to the nearest run and the best regression, coverage, OOD verdicts, equilibrium of each run: TOA
 imbalance and ts trend over the averaging window) and summary.json in the study folder (the keys
-`make skill` reports).
+`make skill` reports); and export/gp.pt, the GP fitted on every inside run with its envelope and
+σ threshold (astrohpc.train.gp_export), which `astrohpc predict` reads.
 """
 
 from __future__ import annotations
@@ -199,12 +200,50 @@ def score(pred: dict[str, np.ndarray], std: np.ndarray, truth: np.ndarray, area:
     return out
 
 
+def fit_gp(cfg: Any, meta: Any, inputs: dict[str, Any], x: np.ndarray, fields: np.ndarray, runs: list[str]) -> Any:
+    """The GP (cfg.model.gp) fitted on raw parameters x [run, P] and time means [run, C, lat, lon]."""
+    from astrohpc.models.gp_climate import GPClimate
+
+    gp_cfg = cfg.model.gp
+    model = GPClimate(gp_cfg.variance_kept, gp_cfg.max_components, gp_cfg.restarts, cfg.run.seed, gp_cfg.smoothness)
+    channel_vars = [meta.variables[i] for i in inputs["channels"]]
+    return model.fit(x, inputs["params"], inputs["transforms"], fields, channel_vars, meta.area_weight, runs)
+
+
+def export_final(cfg: Any, cube: Path, study_dir: Path, threshold: float, sigma_channel: str) -> Path:
+    """Fit the GP on every run inside the envelope and write study_dir/export/gp.pt
+    (astrohpc.train.gp_export): what `astrohpc predict` uses for a new planet."""
+    from astrohpc.analysis.cube_means import time_mean_fields
+    from astrohpc.config import to_dict
+    from astrohpc.data.cube import read_meta, transform_params
+    from astrohpc.provenance import collect
+    from astrohpc.train.gp_export import export_gp
+
+    meta = read_meta(cube, stats=False)
+    inputs = fit_inputs(cfg, meta)
+    rows = [meta.run_names.index(r) for r in inputs["inside"]]
+    fields = time_mean_fields(cube, inputs["channels"], cfg.study.average_days, rows)
+    x = meta.param_matrix(inputs["params"])[rows]
+    model = fit_gp(cfg, meta, inputs, x, fields, inputs["inside"])
+    box = design_box(cfg.study.sweep, inputs["params"], inputs["transforms"])
+    source = "the sweep's design box"
+    if box is None:
+        xt = transform_params(x, inputs["params"], inputs["transforms"])
+        pad = (xt.max(axis=0) - xt.min(axis=0)) / max(len(xt) - 1, 1)
+        box, source = np.stack([xt.min(axis=0) - pad, xt.max(axis=0) + pad], axis=1), "training runs' box + one stratum"
+    info = {"channels": inputs["channels"], "params": inputs["params"], "transforms": inputs["transforms"],
+            "train_runs": inputs["inside"], "box": np.asarray(box, np.float64), "box_source": source,
+            "sigma_threshold": float(threshold), "sigma_channel": sigma_channel,
+            "average_days": float(cfg.study.average_days), "config": to_dict(cfg), "provenance": collect(cfg),
+            "cube": str(cube)}
+    return export_gp(study_dir / "export" / "gp.pt", model, meta, info)
+
+
 def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     """Fit on every other inside run, predict `task["held_out"]`, score every method."""
     from astrohpc.analysis.cube_means import time_mean_fields
     from astrohpc.cost_clock import cost_clock
     from astrohpc.data.cube import read_meta, transform_params
-    from astrohpc.models.gp_climate import GPClimate
     from astrohpc.studies.scores import global_mean
 
     meta = read_meta(task["cube"], stats=False)
@@ -215,11 +254,8 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     params = meta.param_matrix(inputs["params"])[rows]
     train_x, train_fields = params[:-1], fields[:-1]
     test_x, truth = params[-1:], fields[-1]
-    gp_cfg = cfg.model.gp
-    model = GPClimate(gp_cfg.variance_kept, gp_cfg.max_components, gp_cfg.restarts, cfg.run.seed, gp_cfg.smoothness)
-    channel_vars = [meta.variables[i] for i in inputs["channels"]]
     with cost_clock(1) as fit_cost:
-        model.fit(train_x, inputs["params"], inputs["transforms"], train_fields, channel_vars, meta.area_weight, train)
+        model = fit_gp(cfg, meta, inputs, train_x, train_fields, train)
     with cost_clock(1) as predict_cost:
         for _ in range(PREDICTION_REPEATS):
             mean, std = model.predict(test_x)
@@ -334,6 +370,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
         "twin_floor": None,
         "twin_floor_note": "not measured by this study: no GCM twin of a climate run is run yet",
     }
+    summary["export"] = str(export_final(cfg, cube, study_dir, threshold, labels[0]))
     prov = collect(cfg)
     summary.update(git=prov.get("git"), date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    host=prov.get("host"))
@@ -341,5 +378,5 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
     write_json(study_dir / "summary.json", {k: summary[k] for k in (
         "loo_rmse", "loo_ratio_to_nearest", "loo_ratio_to_best_regression", "coverage95", "coverage68", "n_runs",
         "cost_s_per_prediction", "exoplasim_cpu_s_per_run", "exoplasim_wall_core_s_per_run",
-        "speedup_cpu_vs_exoplasim_run", "ood", "git", "date", "host")})
+        "speedup_cpu_vs_exoplasim_run", "ood", "export", "git", "date", "host")})
     return {"table": str(study_dir / "climate.csv"), "summary": str(study_dir / "climate_summary.json")}

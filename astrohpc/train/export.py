@@ -2,20 +2,28 @@
 
 `export/best.pt` (lowest validation loss) and `export/last.pt` hold
 
-    format        "astrohpc-surrogate/1"
+    format        "astrohpc-surrogate/2"
     model_state   the surrogate's state_dict: the net's weights and the normalisation buffers
                   (channel and step-change statistics, static and spectral normalisation)
     config        the whole config as a dict (the `model:` section rebuilds the modules)
-    cube          the training cube's path; run_split its train/validation/test run names
+    cube          the training cube's path (provenance: loading never opens it); run_split its
+                  train/validation/test run names
+    meta          the training cube's layout (astrohpc.data.meta_state): channel table with units,
+                  grid and area weights, run parameters and their transforms, static fields,
+                  vertical coordinate, normalisation statistics
+    data_settings the data settings the cube was converted with (how `astrohpc predict` converts a
+                  GCM file given as an initial state)
+    envelope      the training runs' parameter envelope (astrohpc.models.ood.ParameterEnvelope state,
+                  raw parameters of param_norm's names): what the out-of-envelope flag reads
     param_norm    how planet parameters become inputs (names, transform, mean, std) — give it
                   to WindowDataset/RunDataset(param_norm=…) when predicting on another cube
     plan          the channel plan (astrohpc.models.build.ChannelPlan.describe()); n_bins
     step, epoch, validation (the metrics of that epoch), provenance
 
 Everything is a tensor, number, string, list or dict: `torch.load(weights_only=True)` reads it.
-Written atomically. `load_exported` rebuilds the model on the same cube layout (the grid, the
-channel table and static fields come from a cube with the training cube's layout: the training
-cube itself, or `cube=` another with the same channels) and loads the weights strictly.
+Written atomically. `load_exported` rebuilds the model from the export alone (no cube is read) and
+loads the weights strictly. An export of format 1 (which needed its training cube) is refused with
+the command that upgrades it: `astrohpc export upgrade OLD.pt --cube TRAINING_CUBE`.
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ import torch
 from astrohpc.atomic_write import atomic_path
 from astrohpc.errors import CheckpointError, DataError
 
-FORMAT = "astrohpc-surrogate/1"
+FORMAT = "astrohpc-surrogate/2"
+OLD_FORMATS = ("astrohpc-surrogate/1",)
 
 
 def plain(value: Any) -> Any:
@@ -65,30 +74,101 @@ def read_export(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which and why
         raise CheckpointError(f"{path}: not a readable exported model ({exc}); re-export it") from exc
+    if isinstance(payload, dict) and payload.get("format") in OLD_FORMATS:
+        raise CheckpointError(f"{path}: exported by an older astrohpc (format {payload['format']!r}), which needs "
+                              f"its training cube to load; upgrade it once: `astrohpc export upgrade {path} "
+                              f"--cube {payload.get('cube', 'TRAINING_CUBE')}` (writes a self-contained {FORMAT} "
+                              "next to it), or re-train")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an astrohpc exported model (format {payload.get('format')!r}, "
                               f"expected {FORMAT!r})")
     return payload
 
 
-def load_exported(path: str | Path, cube: Optional[str | Path] = None) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """(model in eval mode, the exported dict) — see the module doc. cube: a cube with the training
-    cube's layout (default: the training cube)."""
+def training_meta(info: dict[str, Any], where: str = "") -> Any:
+    """The training cube's layout (a CubeMeta) carried by an export; its path is the training
+    cube's, for messages only."""
+    from astrohpc.data.meta_state import meta_from_state
+
+    return meta_from_state(info.get("meta"), where or str(info.get("cube", "export")))
+
+
+def conversion_settings(cube: str | Path) -> dict[str, Any]:
+    """The data settings the cube was converted with (its provenance's `settings`), or {}."""
+    import json
+
+    from astrohpc.data.cube import open_file
+
+    try:
+        f = open_file(cube, validate=False)  # the reader's own opening: the trainer holds the cube open
+    except (OSError, ValueError, DataError):
+        return {}
+    try:
+        return dict(json.loads(f.attrs.get("provenance", "{}")).get("settings") or {})
+    except ValueError:
+        return {}
+    finally:
+        f.close()
+
+
+def export_info(meta: Any, param_norm: dict[str, Any], train_runs: list[int]) -> dict[str, Any]:
+    """What every export adds to its trainer's info: the cube's layout, the data settings it was
+    converted with (`data_settings`: how a GCM file becomes the model's input) and the training
+    runs' parameter envelope (raw values of param_norm's names)."""
+    from astrohpc.data.meta_state import meta_state
+    from astrohpc.models.ood import ParameterEnvelope
+
+    names = list(param_norm["names"])
+    rows = np.asarray(list(train_runs), dtype=int)
+    envelope = ParameterEnvelope.fit(meta.param_matrix(names)[rows], names) if names and rows.size else None
+    return {"meta": meta_state(meta), "envelope": envelope.state_dict() if envelope is not None else None,
+            "data_settings": conversion_settings(meta.path)}
+
+
+def load_exported(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model in eval mode, the exported dict) — see the module doc. Needs no cube."""
     from astrohpc.config import Config, from_dict
-    from astrohpc.data.cube import read_meta
     from astrohpc.models.build import build
 
     payload = read_export(path)
     cfg = from_dict(Config, payload["config"], source=f"{path} (config)")
-    cube_path = Path(cube or payload["cube"])
-    if not cube_path.is_file():
-        raise DataError(f"{cube_path}: the cube {path} was trained on is not there; pass cube= a cube with "
-                        "the same channels and grid")
-    meta = read_meta(cube_path)
+    meta = training_meta(payload, str(path))
     model = build(cfg.model, meta, n_bins=payload.get("n_bins") or None)
     missing, unexpected = model.load_state_dict(payload["model_state"], strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit the model built from its config on {cube_path} "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use the training cube")
+        raise CheckpointError(f"{path}: weights do not fit the model built from its config (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}); re-export it from its training run")
     model.eval()
     return model, payload
+
+
+def upgrade_export(path: str | Path, cube: str | Path, output: Optional[str | Path] = None) -> Path:
+    """Rewrite an export of an older format as a self-contained one, reading the layout from
+    `cube` (its training cube, or one with the same channels and grid); checks that the weights
+    fit. Writes `output` (default: PATH with `.v2` before the suffix), atomically."""
+    from astrohpc.config import Config, from_dict
+    from astrohpc.data.cube import read_meta
+    from astrohpc.models.build import build
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such exported model")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") not in (*OLD_FORMATS, FORMAT):
+        raise CheckpointError(f"{path}: not an astrohpc exported model (format {payload.get('format')!r})")
+    cube = Path(cube)
+    if not cube.is_file():
+        raise DataError(f"{cube}: no such cube; give the cube {path} was trained on (its config's train.cube)")
+    meta = read_meta(cube)
+    cfg = from_dict(Config, payload["config"], source=f"{path} (config)")
+    model = build(cfg.model, meta, n_bins=payload.get("n_bins") or None)
+    missing, unexpected = model.load_state_dict(payload["model_state"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: its weights do not fit a model built on {cube} (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}): give its training cube")
+    train_runs = [meta.run_names.index(r) for r in payload["run_split"]["train"] if r in meta.run_names]
+    info = {k: v for k, v in payload.items() if k not in ("format", "model_state")}
+    info.update(export_info(meta, payload["param_norm"], train_runs))
+    output = Path(output) if output else path.with_name(f"{path.stem}.v2{path.suffix}")
+    model.load_state_dict(payload["model_state"])
+    return export_weights(output, model, info)

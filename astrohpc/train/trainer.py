@@ -52,7 +52,7 @@ from astrohpc.errors import CheckpointError, ConfigError
 from astrohpc.train import checkpoint as ckpt
 from astrohpc.train.data import TrainData, build_data, train_loader, validation_loader
 from astrohpc.train.distributed import DistEnv, detect, init_process_group, shutdown
-from astrohpc.train.export import export_weights, plain
+from astrohpc.train.export import export_info, export_weights, plain
 from astrohpc.train.metrics_log import MetricsLog
 from astrohpc.train.precision import autocast, check_amp, grad_scaler
 from astrohpc.train.preemption import PreemptionFlag, parse_signal, requeue
@@ -436,7 +436,8 @@ class Trainer:
         info = {"config": to_dict(self.cfg), "cube": str(self.data.cube), "run_split": self.data.split.describe(),
                 "param_norm": self.data.param_norm, "plan": self.model.plan.describe(),
                 "n_bins": getattr(self.data.train, "n_bins", 0), "step": self.step, "epoch": self.epoch,
-                "validation": validation, "provenance": collect(self.cfg)}
+                "validation": validation, "provenance": collect(self.cfg),
+                **export_info(self.data.meta, self.data.param_norm, list(self.data.split.train))}
         with plain_net(self.model, self.net):
             export_weights(self.dir / "export" / f"{which}.pt", self.model, info)
 

@@ -12,39 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from climate_fixture import CLIMATE_AVERAGE_DAYS, climate_cfg
 
-from astrohpc.config import Config, from_dict, load_config, to_dict
+from astrohpc.config import Config, from_dict, to_dict
 from astrohpc.errors import ConfigError
 from astrohpc.studies import climate_loo
-from astrohpc.studies.execute import aggregate_study, plan_study, run_local
 
 REPO = Path(__file__).resolve().parents[2]
-AVERAGE_DAYS = 3
-
-
-@pytest.fixture(scope="module")
-def climate_sweep(tmp_path_factory, smoke_gcm_run):  # smoke_gcm_run: the ExoPlaSim build exists
-    from astrohpc.gcm.manifest import aggregate
-    from astrohpc.gcm.sweep import plan_sweep, write_plan
-    from astrohpc.gcm.sweep import run_local as run_sweep
-
-    root = tmp_path_factory.mktemp("climate")
-    gcm = load_config(REPO / "configs" / "gcm" / "skill.yaml",
-                      [f"run.root={root}", "run.name=sweep", "sweep.samples=5", "gcm.days=6", "sweep.spinup_days=0",
-                       "sweep.cache_tasks=false", "gcm.snapshot_interval_days=0"])
-    plan = plan_sweep(gcm)
-    write_plan(plan, gcm)
-    assert sorted(s for _, s, _ in run_sweep(plan.sweep_dir, workers=2)) == ["finished"] * 6
-    assert aggregate(plan.sweep_dir)["datacube_means"]["converted"]
-    return plan.sweep_dir
+AVERAGE_DAYS = CLIMATE_AVERAGE_DAYS
 
 
 def _cfg(root, sweep, **study):
-    return from_dict(Config, {
-        "run": {"root": str(root), "name": "climate", "seed": 0},
-        "model": {"task": "climate", "architecture": "gp", "gp": {"restarts": 1, "max_components": 3}},
-        "study": {"sweep": str(sweep), "average_days": AVERAGE_DAYS, "outside_runs": ["task-0005"],
-                  "score_channels": ["ts", "rlut"], **study}}, source="test")
+    return climate_cfg(root, sweep, **study)
 
 
 def _time_mean(sweep, run, var):
@@ -57,15 +36,11 @@ def _rmse(a, b, lat):
     return float(np.sqrt((w * (a - b) ** 2).sum() / w.sum()))
 
 
-def test_tiny_climate_study_end_to_end(climate_sweep, tmp_path):
-    cfg = _cfg(tmp_path, climate_sweep)
-    study = plan_study("climate", cfg)
+def test_tiny_climate_study_end_to_end(climate_sweep, climate_study, tmp_path):
+    study = climate_study
     tasks = json.loads((study / "study.json").read_text())["tasks"]
     assert [(t["held_out"], t["kind"]) for t in tasks] == [(f"task-{i:04d}", "loo") for i in range(5)] + [
         ("task-0005", "outside")]
-    assert sorted(s for _, s, _ in run_local(study)) == ["finished"] * 6
-    record = aggregate_study(study)
-    assert record["complete"]
     summary = json.loads((study / "climate_summary.json").read_text())
     assert summary["n_runs"] == 5 and summary["outside_runs"] == ["task-0005"]
 
@@ -118,7 +93,8 @@ def test_tiny_climate_study_end_to_end(climate_sweep, tmp_path):
     assert format_cell(summary["loo_rmse"]["ts"]["gp"], 3) in text and "last 3 days" in text
     top = json.loads((study / "summary.json").read_text())
     assert {"loo_rmse", "loo_ratio_to_nearest", "coverage95", "n_runs", "cost_s_per_prediction",
-            "exoplasim_cpu_s_per_run", "git", "date", "host"} <= set(top)
+            "exoplasim_cpu_s_per_run", "export", "git", "date", "host"} <= set(top)
+    assert top["export"] == str(study / "export" / "gp.pt") and (study / "export" / "gp.pt").is_file()
 
 
 def test_bad_study_configs_are_refused(climate_sweep, tmp_path):

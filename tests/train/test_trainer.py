@@ -93,6 +93,54 @@ def test_emulator_trains_validates_and_exports(physics_cube, tmp_path):
         assert torch.equal(model.predict(*args), direct.model.predict(*args))
 
 
+def test_export_needs_no_cube_and_an_old_export_says_how_to_upgrade(physics_cube, tmp_path):
+    """The export carries the cube's layout: with the training cube moved away the model loads and
+    predicts what the trainer's model does; a format-1 export is refused with the upgrade command,
+    which (given the cube) writes a self-contained one that loads to the same weights."""
+    import shutil
+
+    from astrohpc.data.meta_state import meta_from_state
+    from astrohpc.train.export import upgrade_export
+
+    cube = tmp_path / "moved" / "physics.h5"
+    cube.parent.mkdir()
+    for src in (physics_cube, physics_cube.with_suffix(".stats.h5")):
+        shutil.copy(src, cube.parent / src.name)
+    cfg = make_cfg(cube, tmp_path, epochs=1)
+    train(cfg)
+    export = tmp_path / "t" / "export" / "last.pt"
+    info = read_export(export)
+    meta, layout = read_meta(cube), meta_from_state(info["meta"])
+    assert layout.channel_names == meta.channel_names and layout.units == meta.units
+    assert np.array_equal(layout.area_weight, meta.area_weight) and np.array_equal(layout.lat, meta.lat)
+    assert np.array_equal(layout.stats["fields"]["mean"], meta.stats["fields"]["mean"])
+    assert set(info["envelope"]["names"]) == set(info["param_norm"]["names"])
+    from torch.utils.data import DataLoader
+
+    from astrohpc.data.dataset import WindowDataset
+
+    before, _ = load_exported(export)
+    data = WindowDataset(cube, 1, 1, param_norm=info["param_norm"], static=True)
+    batch = next(iter(DataLoader(data, batch_size=2)))
+    data.close()
+    shutil.move(str(cube.parent), str(tmp_path / "elsewhere"))
+    model, _ = load_exported(export)
+    elsewhere = tmp_path / "elsewhere" / "physics.h5"
+    with torch.no_grad():
+        args = (batch["input"][:, 0], batch["target"][:, 0, model.forcing], batch["params"], batch.get("static"))
+        assert torch.equal(model.predict(*args), before.predict(*args))
+
+    old = {k: v for k, v in info.items() if k not in ("meta", "envelope")}
+    old["format"] = "astrohpc-surrogate/1"
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="astrohpc export upgrade .*old.pt --cube"):
+        load_exported(tmp_path / "old.pt")
+    upgraded = upgrade_export(tmp_path / "old.pt", elsewhere)
+    assert upgraded.name == "old.v2.pt"
+    again, _ = load_exported(upgraded)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+
+
 def _stop_after(monkeypatch, step):
     """Send this process SIGUSR1 right after optimizer step `step` (as Slurm's --signal would)."""
     original = trainer_module.Trainer.train_step

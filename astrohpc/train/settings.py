@@ -39,6 +39,8 @@ class TrainSettings:
     RMSE over the run in units of each channel's std, averaged — among the epochs whose
     stability_steps-step rollout stayed finite and within the GCM's bounds; "loss": the
     one-step validation loss.
+    init_from: an export (RUN_DIR/export/best.pt) whose weights this run starts from — fine-tuning with
+    a fresh optimiser and schedule; its model section must equal this config's.
     """
 
     cube: Optional[str] = None
@@ -68,6 +70,7 @@ class TrainSettings:
     select_by: Literal["loss", "rollout"] = "loss"
     rollout_validation_steps: int = 0
     stability_steps: int = 1000
+    init_from: Optional[str] = None
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "unroll_steps": self.unroll_steps,

@@ -142,6 +142,8 @@ class Trainer:
         self.data, self.model = build_data(cfg, lambda meta, runs: build(cfg.model, meta, runs),
                                            self.env.world_size, self.env.rank)
         self.physics = build_physics_loss(cfg.model, self.data.meta, self.model.plan)
+        if self.t.init_from:
+            self._init_from(self.t.init_from)
         self.model.to(self.device)
         self.net = self.model.net
         if self.env.is_distributed and self.device.type == "cuda":
@@ -179,6 +181,24 @@ class Trainer:
         # exponential moving average of the weights (train.ema_decay): validated and exported
         self.ema: Optional[dict[str, torch.Tensor]] = (
             {k: p.detach().clone() for k, p in self.net.named_parameters()} if self.t.ema_decay > 0 else None)
+
+    def _init_from(self, path: str) -> None:
+        """Start from an export's weights (train.init_from); CheckpointError when it is another model."""
+        from astrohpc.config import to_dict
+        from astrohpc.train.export import read_export
+
+        payload = read_export(path)
+        theirs, mine = payload["config"]["model"], plain(to_dict(self.cfg.model))
+        diff = [k for k in ("task", "architecture", theirs.get("architecture")) if theirs.get(k) != mine.get(k)]
+        if diff:
+            raise CheckpointError(f"train.init_from {path}: its model section differs in {', '.join(diff)}; "
+                                  "fine-tuning starts from the same model")
+        try:
+            self.model.load_state_dict(payload["model_state"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"train.init_from {path}: its weights do not fit this model ({str(exc)[:300]})") \
+                from None
+        log.info("weights from %s (step %s of its run)", path, payload.get("step"))
 
     # ------------------------------------------------------------------ state
 

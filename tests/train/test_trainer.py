@@ -141,6 +141,25 @@ def test_export_needs_no_cube_and_an_old_export_says_how_to_upgrade(physics_cube
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
 
 
+def test_init_from_starts_from_an_exports_weights(physics_cube, tmp_path):
+    """train.init_from: a run at a vanishing rate (1e-30) exports the weights it started from (a fresh
+    start would differ by O(0.1)); another model is refused."""
+    train(make_cfg(physics_cube, tmp_path, name="a", epochs=1))
+    source = tmp_path / "a" / "export" / "last.pt"
+    cfg = make_cfg(physics_cube, tmp_path, name="b", epochs=1, lr=1e-30, weight_decay=0.0, schedule="constant",
+                   init_from=str(source))
+    train(cfg)
+    a, b = _weights(source), _weights(tmp_path / "b" / "export" / "last.pt")
+    learned = [k for k in a if "running_" not in k and "num_batches_tracked" not in k]  # BatchNorm stats move anyway
+    assert a.keys() == b.keys() and len(learned) > 10
+    assert all(torch.allclose(a[k].double(), b[k].double(), rtol=0, atol=1e-20) for k in learned)
+    fresh = _weights(tmp_path / "a" / "export" / "best.pt")
+    other = make_cfg(physics_cube, tmp_path, name="c", epochs=1, dropout=0.3, init_from=str(source))
+    with pytest.raises(CheckpointError, match="init_from .* differs in unet"):
+        train(other)
+    assert fresh  # the source run is untouched
+
+
 def _stop_after(monkeypatch, step):
     """Send this process SIGUSR1 right after optimizer step `step` (as Slurm's --signal would)."""
     original = trainer_module.Trainer.train_step

@@ -111,3 +111,32 @@ def test_report_cost_table_has_both_surrogates_measured_beside_the_gcm(demo):
         gcm = summary[f"gcm_{m}_s_per_day"]
         assert climate[f"speedup_{m}_single"] == pytest.approx(
             climate["days"] * gcm / (climate[f"{m}_s_per_run_single"] + climate["spinup_days"] * gcm), rel=1e-9)
+
+
+def test_predict_used_both_exports_and_flagged_only_the_outside_planet(demo):
+    """The demo's `astrohpc predict` calls (configs/predict/): files xarray opens, with units; the
+    planet moved to 1600 W m-2 is flagged, the one inside the design is not; the emulator's
+    trajectory has the test run's 5 states and starts from the cube's own first state."""
+    import numpy as np
+    import xarray as xr
+
+    from astrohpc.data.cube import LazyCube, read_meta
+
+    out, stdout = demo
+    folder = out / "predict"
+    with xr.open_dataset(folder / "climate.nc") as inside, xr.open_dataset(folder / "climate_outside.nc") as far:
+        assert inside["ood_flag"].values.tolist() == [0] and far["ood_flag"].values.tolist() == [1]
+        assert inside["ts"].attrs["units"] == "K" and float(inside["ts_std"].min()) > 0
+        assert inside["instellation_W_m2"].values.tolist() == [1250.0]
+    cube = out / "demo" / "datacube.h5"
+    meta = read_meta(cube)
+    run = meta.run_names.index("task-0002")
+    reader = LazyCube(cube).prepare()
+    try:
+        first = reader.read(run, 0, 1)[0, meta.channel("ts")]
+    finally:
+        reader.close()
+    with xr.open_dataset(folder / "emulator.nc") as em:
+        assert em.sizes["time"] == 5 and em["ta"].dims == ("time", "lev", "lat", "lon")
+        np.testing.assert_array_equal(em["ts"].values[0], first)
+    assert "predict: climate.nc" in stdout

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 A=.venv/bin/astrohpc
 DEMO=${ASTROHPC_DEMO_DIR:-runs/demo}
 SWEEP_ARGS=() TRAIN_ARGS=() CLIMATE_ARGS=() CLIMATE_GP_ARGS=() PARITY_ARGS=() ROLLOUT_ARGS=() ABLATION_ARGS=()
-CALIBRATION_ARGS=() SPINUP_SWEEP_ARGS=() SPINUP_ARGS=()
+CALIBRATION_ARGS=() SPINUP_SWEEP_ARGS=() SPINUP_ARGS=() PREDICT_EMULATOR_ARGS=()
 BENCH_ARGS=(--passes 2 --bytes 5e8)
 SIGNAL_AFTER=30
 if [ -n "${ASTROHPC_DEMO_PROFILE:-}" ]; then
@@ -81,7 +81,7 @@ if [ ! -f "$CLIMATE/export/best.pt" ]; then
 fi
 note "climate: $CLIMATE/export/best.pt ($(.venv/bin/python -c "import json,sys; s=json.load(open(sys.argv[1])); print(s['step'], 'steps, best epoch', s['best']['epoch'])" "$CLIMATE/metrics.json"))"
 
-stage "8/14 GCM parity study as a Slurm array (one task per held-out run, each with a GCM twin) + aggregation job; the GP climate surrogate's leave-one-out study as an array"
+stage "8/14 GCM parity study as a Slurm array (one task per held-out run, each with a GCM twin) + aggregation job; the GP climate surrogate's leave-one-out study as an array; astrohpc predict with both exports"
 [ -n "$RETRAINED" ] && rm -rf "$DEMO/parity"
 $A study parity configs/study/parity_demo.yaml "run.root=$DEMO" "study.model=$TRAIN/export/best.pt" \
   "study.sweep=$SWEEP" "study.climate_model=$CLIMATE/export/best.pt" "${PARITY_ARGS[@]}" --replace --submit --wait --timeout 1800
@@ -113,6 +113,30 @@ s = json.load(open(f"{sys.argv[1]}/climate_summary.json"))
 ts = s["loo_rmse"]["ts"]
 print(f"time-mean ts RMSE over {s['n_runs']} runs: GP {ts['gp']:.2f} K, nearest run {ts['nearest']:.2f} K, "
       f"linear {ts['linear']:.2f} K, quadratic {ts['quadratic']:.2f} K; 95% coverage {s['coverage95']['ts']:.2f}")
+PY
+)"
+
+# use both exports as a user would (astrohpc predict, configs/predict/): a new planet's climate, the
+# same planet moved outside the design (flagged), and the emulator from a held-out run's first state
+mkdir -p "$DEMO/predict"
+rm -f "$DEMO"/predict/*.nc "$DEMO"/predict/*.partial "$DEMO"/predict/*.restart.pt
+$A predict configs/predict/demo_climate.yaml "predict.model=$DEMO/climate_gp/export/gp.pt" -o "$DEMO/predict/climate.nc" \
+  > "$DEMO/predict/climate.json"
+$A predict configs/predict/demo_climate.yaml "predict.model=$DEMO/climate_gp/export/gp.pt" \
+  predict.params.instellation_W_m2=1600 -o "$DEMO/predict/climate_outside.nc" > "$DEMO/predict/climate_outside.json"
+$A predict configs/predict/demo_emulator.yaml "predict.model=$TRAIN/export/best.pt" "predict.init.cube=$CUBE" \
+  "${PREDICT_EMULATOR_ARGS[@]}" --no-progress -o "$DEMO/predict/emulator.nc" > "$DEMO/predict/emulator.json"
+note "predict: $(.venv/bin/python - "$DEMO/predict" <<'PY'
+import json, sys
+import xarray as xr
+folder = sys.argv[1]
+with xr.open_dataset(f"{folder}/climate.nc") as c, xr.open_dataset(f"{folder}/climate_outside.nc") as far:
+    ts, sd = float(c["ts"].mean()), float(c["ts_std"].mean())
+    print(f"climate.nc: a new planet's mean ts {ts:.1f} K (mean sigma {sd:.2f} K), flag {int(c['ood_flag'][0])}; "
+          f"at 1600 W m-2 flag {int(far['ood_flag'][0])}")
+with xr.open_dataset(f"{folder}/emulator.nc") as e:
+    print(f"         emulator.nc: {e.sizes['time']} states from {e.attrs['initial_state']}, diverged at step "
+          f"{e.attrs['diverged_at_step']} (-1: never)")
 PY
 )"
 

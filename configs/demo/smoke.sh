@@ -16,6 +16,8 @@ CLIMATE_ARGS=("${SPLIT[@]}" train.epochs=4 train.log_every=1 "model.transformer.
 # the GP's leave-one-out: 2 runs fitted at a time hold one EOF component; the last 2 days (one 2-day mean)
 CLIMATE_GP_ARGS=(model.gp.max_components=1 model.gp.restarts=0 study.average_days=2)
 PARITY_ARGS=()
+# astrohpc predict: the emulator from the test run's first state, over its 4 days
+PREDICT_EMULATOR_ARGS=(predict.init.run=task-0002 predict.steps=4 predict.segment_steps=2)
 ROLLOUT_ARGS=(study.rollout_steps=40 study.segment_steps=20 study.initial_conditions=1)
 ABLATION_ARGS=("${SPLIT[@]}" train.batch_size=2 "study.components=[no_correctors]" "study.seeds=[0,1]" train.epochs=1)
 CALIBRATION_ARGS=("${SPLIT[@]}" train.batch_size=2 model.uncertainty.members=2 model.uncertainty.samples=4 train.epochs=1)

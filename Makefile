@@ -19,6 +19,7 @@ demo: setup
 # the skill benchmark (long: ~1.5 h on 2 cores from nothing; not in CI): runs/skill/summary.json, docs/skill.md
 skill: setup
 	.venv/bin/python tools/bench_skill.py
+	.venv/bin/python tools/bench_skill.py --train configs/train/skill_finetune.yaml --no-climate
 
 cluster-start:
 	bash tools/local-slurm.sh start

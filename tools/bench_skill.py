@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """The skill benchmark (`make skill`): both surrogates on the skill sweep, beside their baselines.
 
-    tools/bench_skill.py [--no-slurm] [--leads 10] [--rollout-steps 10000] [OVERRIDE ...]
+    tools/bench_skill.py [--no-slurm] [--train CONFIG] [--no-climate] [--leads 10] [--rollout-steps 10000]
+                         [OVERRIDE ...]
 
 1. the skill sweep (configs/gcm/skill.yaml) as a Slurm array on the local cluster
    (`astrohpc gcm sweep --submit --wait`; finished tasks come from ~/.cache/astrohpc/runs);
    --no-slurm runs it with local worker processes instead;
 2. statistics of its step cube (`astrohpc data stats`);
-3. the emulator (configs/train/skill.yaml, `astrohpc train`; a finished training is not redone);
+3. the emulator (--train, default configs/train/skill.yaml, `astrohpc train`; a finished training is
+   not redone; `make skill` then fine-tunes it with configs/train/skill_finetune.yaml);
 4. its skill on the held-out runs (astrohpc.studies.skill.evaluate): RMSE by lead beside
    persistence, climatology and a linear inverse model; 10,000-step rollouts; cost;
 5. the climate surrogate's leave-one-out study (`astrohpc study climate
-   configs/study/climate_skill.yaml --local`) -> runs/climate/summary.json;
+   configs/study/climate_skill.yaml --local`) -> runs/climate/summary.json (--no-climate: keep the
+   last one);
 6. runs/skill/summary.json and the dated tables in docs/skill.md (date, commit, machine).
 OVERRIDEs (KEY=VALUE) go to the training config (e.g. train.epochs=2 for a quick look).
 """
@@ -201,6 +204,8 @@ def skill_table(s: dict, climate: dict | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-slurm", action="store_true", help="run the sweep with local worker processes")
+    ap.add_argument("--train", default=str(TRAIN), help="the emulator's training config (default %(default)s)")
+    ap.add_argument("--no-climate", action="store_true", help="do not rerun the climate study (keep runs/climate)")
     ap.add_argument("--leads", type=int, default=10)
     ap.add_argument("--stride", type=int, default=5)
     ap.add_argument("--rollout-steps", type=int, default=10000)
@@ -209,8 +214,10 @@ def main() -> int:
                     help="rebuild summary.json and docs/skill.md from runs/skill/evaluation.json and the studies")
     ap.add_argument("overrides", nargs="*", help="KEY=VALUE for the training config")
     args = ap.parse_args()
+    train_cfg = Path(args.train)
     if args.report_only:
-        return write_outputs(json.loads((OUT / "evaluation.json").read_text()), args.overrides, None, None, None)
+        return write_outputs(json.loads((OUT / "evaluation.json").read_text()), train_cfg, args.overrides, None,
+                             None, None)
     started = time.perf_counter()
     env = dict(os.environ)
     if args.no_slurm:
@@ -222,7 +229,7 @@ def main() -> int:
     from astrohpc.config import load_config
     from astrohpc.studies.skill import evaluate
 
-    cfg = load_config(TRAIN, args.overrides)
+    cfg = load_config(train_cfg, args.overrides)
     run_dir = Path(cfg.run.root) / cfg.run.name
     metrics = REPO / run_dir / "metrics.json"
     done = json.loads(metrics.read_text()) if metrics.is_file() else {}
@@ -232,19 +239,22 @@ def main() -> int:
         print(f"+ training in {run_dir} already finished ({done['wall_s']:.0f} s): reused", flush=True)
         train_s = None
     else:
-        train_s = sh([*ASTROHPC, "train", str(TRAIN), *args.overrides])
+        train_s = sh([*ASTROHPC, "train", str(train_cfg), *args.overrides])
     evaluation = evaluate(REPO / run_dir / "export" / "best.pt", leads=args.leads, stride=args.stride,
                           rollout_steps=args.rollout_steps, timing_steps=args.timing_steps, sweep=SWEEP_DIR)
+    evaluation["train_config"] = str(train_cfg.resolve().relative_to(REPO)) if train_cfg.resolve().is_relative_to(
+        REPO) else str(train_cfg)
     write_json(OUT / "evaluation.json", evaluation)
-    sh([*ASTROHPC, "study", "climate", str(CLIMATE), "--local", "--replace"])
-    return write_outputs(evaluation, args.overrides, sweep_s, train_s, time.perf_counter() - started)
+    if not args.no_climate:
+        sh([*ASTROHPC, "study", "climate", str(CLIMATE), "--local", "--replace"])
+    return write_outputs(evaluation, train_cfg, args.overrides, sweep_s, train_s, time.perf_counter() - started)
 
 
-def write_outputs(evaluation: dict, overrides: list[str], sweep_s, train_s, total_s) -> int:
+def write_outputs(evaluation: dict, train_cfg: Path, overrides: list[str], sweep_s, train_s, total_s) -> int:
     """runs/skill/summary.json and a dated section of docs/skill.md."""
     from astrohpc.config import load_config
 
-    cfg = load_config(TRAIN, overrides)
+    cfg = load_config(train_cfg, overrides)
     train_summary = json.loads((REPO / cfg.run.root / cfg.run.name / "metrics.json").read_text())
     climate_path = REPO / "runs" / "climate" / "climate_summary.json"
     climate = json.loads(climate_path.read_text()) if climate_path.is_file() else None
@@ -255,7 +265,8 @@ def write_outputs(evaluation: dict, overrides: list[str], sweep_s, train_s, tota
                "inside_runs": evaluation["inside_runs"], "outside_runs": evaluation["outside_runs"]}
     write_json(OUT / "summary.json", summary)
     dirty = " (dirty)" if prov["git"].get("dirty") else ""
-    stamp = f"## {summary['date'][:10]} — git {prov['git']['commit'][:7]}{dirty}, {summary['host']}"
+    stamp = (f"## {summary['date'][:10]} — git {prov['git']['commit'][:7]}{dirty}, {summary['host']}, "
+             f"emulator of {evaluation.get('train_config', 'configs/train/skill.yaml')}")
     body = skill_table(summary, climate)
     old = DOC.read_text() if DOC.is_file() else ""
     head, _, rest = old.partition("\n## ")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from astrohpc.analysis.markdown import MarkdownReport
-from astrohpc.analysis.study_record import aggregated, partial_note, study_config
+from astrohpc.analysis.study_record import aggregated, other_cube, partial_note, study_config
 from astrohpc.studies.parity_maps import GCM, read_maps
 from astrohpc.studies.tasks import read_result, task_dir
 
@@ -148,7 +148,8 @@ def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
     twin_delta = f"+{settings.get('twin_delta_instellation_W_m2', float('nan')):g} W m-2"
     step = _days(results[0]["interval_days"])
     report.paragraph(
-        f"Held-out runs {', '.join(head['runs'])} (whole runs; the trainer never read them).{partial} The surrogate "
+        f"Held-out runs {', '.join(head['runs'])}{other_cube(head.get('cube'))} (whole runs; the trainer never read "
+        f"them).{partial} The surrogate "
         f"is rolled out from each run's initial GCM state for the whole run (one step per {step}, the hard "
         "correctors on, float64 states, the GCM's own insolation as forcing). Area-weighted RMSE in physical units, "
         "averaged over the runs: 'daily' pools every state of the run, 'mean' compares the time means."

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
-from astrohpc.analysis.study_record import PARTIAL_NOTE, aggregated, partial_note
+from astrohpc.analysis.study_record import PARTIAL_NOTE, aggregated, other_cube, partial_note
 from astrohpc.studies.tasks import read_result
 
 
@@ -76,7 +76,8 @@ def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
     with open(record["outputs"]["table"], newline="") as f:
         rows = list(csv.DictReader(f))
     report.paragraph(
-        f"{summary['members']} members over runs {', '.join(summary['runs'])}, {summary['steps']} steps each "
+        f"{summary['members']} members over runs {', '.join(summary['runs'])}{other_cube(summary.get('cube'))}, "
+        f"{summary['steps']} steps each "
         f"({_per_step(summary.get('step_days'))}): **{summary['members_without_divergence']} reached the end "
         "without a divergence flag**; "
         f"the earliest flag came after {summary['min_steps_without_divergence']} steps. Wall time per 10,000 steps of "

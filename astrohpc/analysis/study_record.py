@@ -33,6 +33,14 @@ def partial_note(record: Optional[dict[str, Any]]) -> str:
     return f" {PARTIAL_NOTE}" if record and record.get("partial") else ""
 
 
+def other_cube(cube: Optional[dict[str, Any]]) -> str:
+    """' of CUBE (…)' when a study scored runs of another cube than the training cube (study.cube:
+    its outputs' `cube` record), else ''."""
+    if not cube or cube.get("training_cube", True):
+        return ""
+    return f" of {cube['path']} (another cube than the training cube, converted separately)"
+
+
 def study_config(study_dir: Path) -> dict[str, Any]:
     """The resolved config a study was planned with (study.json's `config`, a plain dict): report
     text that states a setting reads it from here, never types it."""

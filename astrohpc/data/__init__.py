@@ -13,6 +13,7 @@
     cube.py           opening a cube: independent (per process) or collective (MPI-IO)
     dataset.py        torch Dataset of windows (the emulator's samples), a selection of runs, sharding
     runs.py           torch Dataset of whole runs: time means and first days (the climate surrogate's)
+    match.py          another cube matched to a model's layout: channels by name and units, grid, parameters
     stats.py          per-channel statistics (area-weighted, per run), Chan merge across MPI ranks, sidecar
     spectra.py        thermal emission spectrum of every state, in a sidecar (the spectral head's target)
     bench.py          read benchmark: sequential bytes, preadv, netCDF4, xarray, mpirun, DataLoader

@@ -23,7 +23,7 @@ items stay in SI units so physics can read them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -36,12 +36,16 @@ from astrohpc.errors import DataError
 
 class RunDataset(Dataset):
     """One item per run (see the module doc). variables: channel selection (all levels of each);
-    runs: the run indices served (default all); param_norm: a trained model's saved normalisation."""
+    channels: instead, the cube's channel indices in the order served (another cube matched to a
+    model's layout: astrohpc.data.match); runs: the run indices served (default all); param_norm:
+    a trained model's saved normalisation; static: True (every static field, in name order) or the
+    names of the fields served, in that order."""
 
     def __init__(self, path: str | Path, spinup_steps: int = 0, *, variables: Optional[list[str]] = None,
                  runs: Optional[list[int]] = None, params: Optional[list[str]] = None,
-                 param_norm: Optional[dict] = None, static: bool = False, spectra: bool = False,
-                 mean_window: Optional[int] = None):
+                 param_norm: Optional[dict] = None, static: Union[bool, Sequence[str]] = False,
+                 spectra: bool = False, mean_window: Optional[int] = None,
+                 channels: Optional[Sequence[int]] = None):
         self.path, self.meta = Path(path), read_meta(path)
         self.spinup_steps = int(spinup_steps)
         self.mean_window = None if mean_window is None else int(mean_window)
@@ -63,14 +67,21 @@ class RunDataset(Dataset):
             if overlap:
                 raise DataError(f"{path}: in run(s) {', '.join(overlap[:5])} the last {self.mean_window} states "
                                 f"overlap the {self.spinup_steps} spin-up steps; shorten the window or the spin-up")
-        self.channels = self.meta.channels_of(variables) if variables else None
+        if channels is not None:
+            self.channels = np.asarray(list(channels), dtype=np.int64)
+        else:
+            self.channels = self.meta.channels_of(variables) if variables else None
         self.param_norm = param_norm or self.meta.param_normalization(params)
         self._params = self.meta.normalized_params(self.param_norm).astype(np.float32)
         self._planet = planet_params(self.meta)
-        self.static_names = sorted(self.meta.static) if static else []
-        if static and not self.static_names:
+        flag = isinstance(static, (bool, np.bool_))
+        self.static_names = (sorted(self.meta.static) if static else []) if flag else list(static)
+        if flag and static and not self.static_names:
             raise DataError(f"{path}: static=True but the cube has no static fields; reconvert with "
                             "data.static_variables (e.g. [sg, lsm])")
+        lacking = [n for n in self.static_names if n not in self.meta.static]
+        if lacking:
+            raise DataError(f"{path}: no static field {', '.join(lacking)}; reconvert with data.static_variables")
         self._spectra = None
         if spectra:
             from astrohpc.data.spectra import read_spectra

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from astrohpc.data.match import check_grid, match_channels
 from astrohpc.errors import ConfigError, DataError
 
 
@@ -30,42 +31,6 @@ class InitialState:
     day0: float
     time_step_s: float
     source: str
-
-
-def match_channels(model_meta: Any, channels: list[int], other: Any, where: str) -> list[int]:
-    """Indices into `other`'s channels of the model's channels `channels` (of `model_meta`), by
-    variable and level (within 1e-3), with equal units. DataError naming every difference."""
-    from astrohpc.data.cube import pick_channels
-
-    labels = [model_meta.channel_names[c] for c in channels]
-    found, missing, units = [], [], []
-    for c, label in zip(channels, labels):
-        hit = pick_channels(other.channel_names, [label], tolerance=1e-3)
-        if not hit:
-            missing.append(label)
-            continue
-        if (other.units[hit[0]] or "1") != (model_meta.units[c] or "1"):
-            units.append(f"{label} in {other.units[hit[0]]!r}, the model's in {model_meta.units[c]!r}")
-        found.append(hit[0])
-    if missing:
-        lacking = sorted({m.split("@")[0] for m in missing})
-        raise DataError(f"{where}: lacks the model's channel(s) {', '.join(missing[:8])}"
-                        f"{' …' if len(missing) > 8 else ''} — convert it with variable(s) {', '.join(lacking)} "
-                        "at the model's levels (the model's data settings: its export's config `data:`)")
-    if units:
-        raise DataError(f"{where}: units differ: {'; '.join(units[:5])} — reconvert with the model's data settings")
-    return found
-
-
-def check_grid(model_meta: Any, other: Any, where: str) -> None:
-    """DataError when `other`'s lat/lon grid is not the model's."""
-    a, b = (np.asarray(model_meta.lat), np.asarray(model_meta.lon)), (np.asarray(other.lat), np.asarray(other.lon))
-    if a[0].shape != b[0].shape or a[1].shape != b[1].shape or not (
-            np.allclose(a[0], b[0], atol=1e-4) and np.allclose(a[1], b[1], atol=1e-4)):
-        raise DataError(f"{where}: its grid ({b[0].size} lat x {b[1].size} lon, lat {b[0].min():.3g}.."
-                        f"{b[0].max():.3g}) is not the model's ({a[0].size} x {a[1].size}, lat "
-                        f"{a[0].min():.3g}..{a[0].max():.3g}); "
-                        "regrid the input to the model's grid or use a model trained on this one")
 
 
 def from_cube(cube: str | Path, run: Optional[str], time: int, model_meta: Any, channels: list[int],

@@ -8,6 +8,7 @@ writing one result file atomically; an aggregation job collects them into tables
     slurm.py      the task arrays (split at MaxArraySize) and the afterany aggregation job; resubmit what is missing
     baselines.py  persistence, training climatology, nearest training run, linear regression on parameters
     scores.py     area-weighted RMSE, bias and pattern correlation per channel, of states and of time means
+    studied_cube.py  the cube of the studied runs: the training cube, or study.cube matched to the model
     parity.py     GCM parity of a surrogate on held-out runs, beside the baselines and the GCM's twin spread
     ablation.py   each component's worth: variants trained without it, paired with the full model by seed
     rollout.py    long batched rollouts with divergence detection and drift diagnostics (the engine)

@@ -59,6 +59,12 @@ model's training statistics; each channel with its own σ-scale after scaling). 
 (and the members of the selected channels) are saved (STUDY/tasks/<id>/predictions.npz) so every
 number can be recomputed.
 
+With `study.cube` another cube than the training cube, its runs (`study.runs`, default all) are
+scored in place of the test runs: matched to the model's channels, units, grid and parameters
+(astrohpc.studies.studied_cube; at planning with study.model, else when a task runs), while the
+σ-scale is still fitted on the training cube's validation runs and the climatology taken from its
+training runs. Every result says which cube and runs it scored (`scored_cube`, `scored_runs`).
+
 The aggregation writes calibration.csv (method × channel × before/after × lead) and
 calibration.json (the same rows with the rank histograms, and the reliability curves) and notes
 the targets in the record: 95 % coverage within 94–96 %, and the published ECE of 0.034 to
@@ -178,13 +184,14 @@ def expand(cfg: Any) -> list[dict[str, Any]]:
     if not runs["validation"]:
         raise ConfigError(f"the split of {cube} has no validation run: the σ-scale is fitted on validation runs; set "
                           "train.validation_runs (or validation_fraction > 0 with at least 2 non-test runs)")
+    scored = scored_elsewhere(cfg, export, cube)
     tasks = []
     for method in methods:
         changes, note = method_changes(method, cfg.model)
         count = cfg.model.uncertainty.members if method == "ensemble" else 1
         seeds = [cfg.run.seed + i for i in range(count)]
         task = {"method": method, "seeds": seeds, "changes": changes, "note": note, "cube": str(cube),
-                "validation_runs": runs["validation"], "test_runs": runs["test"], "reuse": {}}
+                "validation_runs": runs["validation"], "test_runs": runs["test"], "reuse": {}, **scored}
         if export is not None:
             task["base"] = {"model": to_plain(cfg.model), "train": to_plain(cfg.train)}
             if note is None:  # the export itself is a member (the ensemble's first, or the dropout model)
@@ -193,6 +200,30 @@ def expand(cfg: Any) -> list[dict[str, Any]]:
                 task["note"] = f"{note}; the studied export has none, so one model of its configuration was trained"
         tasks.append(task)
     return tasks
+
+
+def scored_elsewhere(cfg: Any, export: Optional[dict[str, Any]], training: Path) -> dict[str, Any]:
+    """With study.cube another cube than the training cube `training`: {"score_cube": its resolved
+    path, "score_runs": study.runs (default all its runs)} — the runs scored in place of the test
+    runs; else {}. With study.model the cube is matched to that export now; else to the trained
+    members' layout when a task runs (astrohpc.studies.studied_cube)."""
+    from astrohpc.data.cube import read_meta
+    from astrohpc.studies.studied_cube import StudiedCube, same_cube, studied_cube, studied_runs
+
+    if not cfg.study.cube:
+        return {}
+    if export is not None:
+        cube = studied_cube(cfg.study, export)
+    else:
+        path = Path(cfg.study.cube)
+        if not path.is_file():
+            raise DataError(f"study.cube {path}: no such cube; give a cube of the runs to score, converted with the "
+                            "training cube's data settings")
+        meta = read_meta(path, stats=False)
+        cube = StudiedCube(path, meta, [], not same_cube(meta, read_meta(training, stats=False)))
+    if not cube.foreign:  # the training cube itself: its split's test runs, as without study.cube
+        return {}
+    return {"score_cube": str(cube.path.resolve()), "score_runs": studied_runs(cfg.study, export or {}, cube)}
 
 
 def to_plain(section: Any) -> dict[str, Any]:
@@ -270,20 +301,27 @@ def predictive(method: str, members: Sequence[nn.Module], inputs: tuple, samples
 
 
 def predict_runs(method: str, models: Sequence[nn.Module], info: dict[str, Any], runs: Sequence[str], samples: int,
-                 seed: int, keep: Sequence[int] = (), batch_size: int = 4) -> Forecast:
-    """The climate surrogate's time-mean forecasts of the cube's `runs` (names) for every channel of
-    the model's table, physical, float32: [runs, C, lat, lon]; the draws of the table's channels
+                 seed: int, keep: Sequence[int] = (), batch_size: int = 4, cube: Any = None) -> Forecast:
+    """The climate surrogate's time-mean forecasts of the training cube's `runs` (names) — or of
+    `cube`'s, a StudiedCube not the training cube (astrohpc.studies.studied_cube) — for every channel
+    of the model's table, physical, float32: [runs, C, lat, lon]; the draws of the table's channels
     `keep` as `members` (MC dropout and the ensemble)."""
     from torch.utils.data import DataLoader
 
     from astrohpc.data.cube import read_meta
     from astrohpc.data.runs import RunDataset
 
-    meta = read_meta(info["cube"])
-    ids = [meta.run_names.index(r) for r in runs]
     plan = models[0].plan
-    data = RunDataset(info["cube"], info["config"]["model"]["spinup_steps"], variables=list(plan.variables),
-                      runs=ids, param_norm=info["param_norm"], static=bool(plan.static))
+    spinup = info["config"]["model"]["spinup_steps"]
+    if cube is not None and cube.foreign:
+        ids = [cube.meta.run_names.index(r) for r in runs]
+        data = RunDataset(cube.path, spinup, channels=cube.channels, runs=ids, param_norm=info["param_norm"],
+                          static=list(plan.static))
+    else:
+        meta = read_meta(info["cube"])
+        ids = [meta.run_names.index(r) for r in runs]
+        data = RunDataset(info["cube"], spinup, variables=list(plan.variables), runs=ids,
+                          param_norm=info["param_norm"], static=bool(plan.static))
     members = [DatacubeHead(m) for m in models]
     means, sigmas, obs, draws = [], [], [], []
     try:
@@ -322,18 +360,22 @@ def _trajectories(method: str, models: Sequence[nn.Module], samples: int, seed: 
 
 
 def rollout_runs(method: str, models: Sequence[nn.Module], info: dict[str, Any], runs: Sequence[str], samples: int,
-                 seed: int, scored: Sequence[int], keep: Sequence[int]) -> Forecast:
+                 seed: int, scored: Sequence[int], keep: Sequence[int], cube: Any = None) -> Forecast:
     """The emulator's forecasts as the parity study makes them: rolled out from each run's initial
     GCM state over the whole run (astrohpc.studies.parity.emulate: float64 states, correctors on, the
     GCM's forcings), one trajectory per ensemble member or per MC-dropout sample (masks drawn from
     `seed` for the whole trajectory). Samples are the (run, lead) pairs, lead 1 … T−1 output
     intervals, in days; mean and σ (population std) over the trajectories of the table's `scored`
-    channels [N, C, lat, lon]; the trajectories of the table's channels `keep` as `members`."""
+    channels [N, C, lat, lon]; the trajectories of the table's channels `keep` as `members`. The runs
+    are the training cube's, or `cube`'s (a StudiedCube not the training cube)."""
     from astrohpc.data.cube import read_meta
     from astrohpc.studies.parity import _Run
 
-    meta = read_meta(info["cube"])
-    view = _Run(info, meta)
+    if cube is not None and cube.foreign:
+        meta, view = cube.meta, _Run(info, cube.meta, cube.path, cube.channels)
+    else:
+        meta = read_meta(info["cube"])
+        view = _Run(info, meta)
     scored, keep = list(scored), list(keep)
     means, sigmas, obs, kept, leads = [], [], [], [], []
     for name in runs:
@@ -544,6 +586,7 @@ def _train_members(task: dict[str, Any], cfg: Any, study_dir: Path) -> tuple[lis
 def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     from astrohpc.analysis.metrics import DEFAULT_LEVELS
     from astrohpc.data.cube import read_meta
+    from astrohpc.studies.studied_cube import studied_cube, training_cube
     from astrohpc.studies.tasks import task_dir
     from astrohpc.train.export import load_exported
 
@@ -551,6 +594,10 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     loaded = [load_exported(e) for e in exports]
     models, info = [m for m, _ in loaded], loaded[0][1]
     model, plan = models[0], models[0].plan
+    elsewhere = None  # study.cube: its runs scored in place of the test runs
+    if task.get("score_cube"):
+        elsewhere = studied_cube(cfg.study, info, task["score_cube"])
+        training_cube(info, "the calibration's climatology and σ-scale come from its training and validation runs")
     meta = read_meta(info["cube"])
     names_all = list(plan.describe()["channel_names"])
     scored = list(plan.predicted)
@@ -566,16 +613,19 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     samples, seed = cfg.model.uncertainty.samples, task["seeds"][0]
     keep = select_channels(names)  # the channels scored as an ensemble too: their members are kept
     floored, forecasts = {}, {}
-    for part, runs in (("validation", task["validation_runs"]), ("test", task["test_runs"])):
+    parts = [("validation", task["validation_runs"], None),
+             ("test", task["score_runs"], elsewhere) if elsewhere is not None else ("test", task["test_runs"], None)]
+    for part, runs, cube in parts:
         if not runs:
             continue
         if emulator:
-            f = rollout_runs(task["method"], models, info, runs, samples, seed, scored, [scored[c] for c in keep])
+            f = rollout_runs(task["method"], models, info, runs, samples, seed, scored, [scored[c] for c in keep],
+                             cube)
             sigma, floored[part] = floor_sigma(f.sigma, norm_std)
             members = None if f.members is None else {c: f.members[scored[c]] for c in keep}
             forecasts[part] = Forecast(f.mean, sigma, f.obs, members, f.lead)
         else:
-            f = predict_runs(task["method"], models, info, runs, samples, seed, [scored[c] for c in keep])
+            f = predict_runs(task["method"], models, info, runs, samples, seed, [scored[c] for c in keep], cube=cube)
             sigma, floored[part] = floor_sigma(f.sigma[:, scored], norm_std)
             members = None if f.members is None else {c: f.members[scored[c]] for c in keep}
             forecasts[part] = Forecast(f.mean[:, scored], sigma, f.obs[:, scored], members)
@@ -598,6 +648,10 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     path = _save_predictions(task_dir(study_dir, task["id"]) / PREDICTIONS, arrays)
 
     notes = [task["note"]] if task.get("note") else []
+    if elsewhere is not None:
+        notes.append(f"scored on {len(task['score_runs'])} run(s) of study.cube {elsewhere.path} (another cube than "
+                     "the training cube) in place of the test runs; the σ-scale fitted on the training cube's "
+                     "validation runs")
     if "test" not in forecasts:
         notes.append("no test runs in the split: scored on the validation runs the σ-scale was fitted on, so the "
                      "after-scaling numbers are optimistic")
@@ -611,6 +665,10 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
             "leads_days": None if target.lead is None else sorted({float(x) for x in target.lead}),
             "samples": samples if task["method"] == "mc_dropout" else None, "notes": notes,
             "split": info["run_split"], "fitted_on": "validation", "reported_on": outcome["reported_on"],
+            "scored_cube": elsewhere.provenance() if elsewhere is not None else
+            {"path": str(Path(info["cube"]).resolve()), "cube_id": meta.cube_id, "training_cube": True},
+            "scored_runs": list(task["score_runs"]) if elsewhere is not None else
+            list(task["test_runs"] or task["validation_runs"]),
             "channels": names, "excluded_channels": [n for i, n in enumerate(names_all) if i not in scored],
             "sigma_scale": dict(zip(names, outcome["sigma_scale"].tolist())),
             "sigma_floored": {part: floored[part] / cells[part] for part in forecasts},
@@ -660,6 +718,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
         "reported_on": r["reported_on"], "fitted_on": r["fitted_on"], "notes": r["notes"], "split": r["split"],
         "members": r["members"], "samples": r["samples"], "climatology": r["climatology"],
         "studied_model": r.get("studied_model"), "reused": r.get("reused", []), "forecast": r.get("forecast"),
+        "scored_cube": r.get("scored_cube"), "scored_runs": r.get("scored_runs"),
         "leads_days": r.get("leads_days"),
         "excluded_channels": r["excluded_channels"], "sigma_floored": r["sigma_floored"],
         "sigma_scale": {row["channel"]: row["sigma_scale"] for row in r["rows"] if row["scaling"] == "after"

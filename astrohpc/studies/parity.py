@@ -23,6 +23,12 @@ A task:
    only beside the surrogate's, which has the same sampling;
 5. flags the run as inside or outside the training envelope of planet parameters.
 
+The runs are held-out runs of the training cube, or with `study.cube` runs of another cube (a
+colleague's, converted separately) matched to the model's channels, units, grid and parameters
+(astrohpc.studies.studied_cube); the baselines still come from the training runs, so the training
+cube must be where the export recorded it. Every result, headline.json and summary.json record
+the cube the runs came from (`cube`: path, cube_id, training_cube).
+
 The aggregation writes parity.csv (run × method × channel), a headline table of selected
 channels, each RMSE also as a ratio to the twin spread, and says which method wins per channel.
 """
@@ -61,31 +67,38 @@ def _load(cfg: Any) -> tuple[Any, dict]:
 
 
 def expand(cfg: Any) -> list[dict[str, Any]]:
-    """One task per studied run (study.runs, default the export's test runs)."""
-    from astrohpc.train.export import read_export
+    """One task per studied run: study.runs, default the export's test runs; with study.cube, that
+    cube's runs (default all), matched to the model (astrohpc.studies.studied_cube). Another cube's
+    runs need the training cube (the baselines) and, for the twin or the GCM's TOA flux, the sweep
+    that produced them (checked run by run against the cube's planet parameters)."""
+    from astrohpc.studies.studied_cube import check_sweep, study_tasks, training_cube
 
-    if not cfg.study.model:
-        raise ConfigError("study.model is not set: give RUN_DIR/export/best.pt of `astrohpc train`")
-    info = read_export(cfg.study.model)
-    runs = list(cfg.study.runs) or list(info["run_split"]["test"])
-    trained = set(info["run_split"]["train"])
-    seen = [r for r in runs if r in trained]
-    if seen:
-        raise ConfigError(f"study.runs {', '.join(seen)} were training runs of {cfg.study.model}; parity is measured "
-                          "on held-out runs only")
-    return [{"run": r} for r in runs]
+    tasks, info, cube = study_tasks(cfg.study)
+    if cube is not None and cube.foreign:
+        training_cube(info, BASELINES)
+        if cfg.study.sweep:
+            check_sweep(cfg.study.sweep, cube, [t["run"] for t in tasks])
+        elif cfg.study.twin:
+            raise ConfigError(f"study.twin on {cube.where} needs study.sweep: the sweep folder that produced its runs "
+                              "(the twin reruns a run's task); set it, or study.twin=false")
+    return tasks
+
+
+BASELINES = "parity's baselines (climatology, nearest run, linear regression) come from its training runs"
 
 
 class _Run:
-    """The cube's view of one run, in the model's channels (physical, float64)."""
+    """A cube's view of its runs in the model's channels (physical, float64): the training cube's,
+    by the export's channel plan, or another cube at `path` with its own `channels` of the model's
+    (astrohpc.studies.studied_cube)."""
 
-    def __init__(self, info: dict, meta: Any):
+    def __init__(self, info: dict, meta: Any, path: Any = None, channels: Any = None):
         from astrohpc.data.cube import LazyCube
 
         self.info, self.meta = info, meta
         self.plan = info["plan"]
-        self.channels = list(self.plan["cube_channels"])
-        self.cube = LazyCube(info["cube"]).prepare()
+        self.channels = list(self.plan["cube_channels"] if channels is None else channels)
+        self.cube = LazyCube(info["cube"] if path is None else path).prepare()
 
     def states(self, run: int) -> np.ndarray:
         steps = int(self.meta.time_count[run])
@@ -130,11 +143,13 @@ COST_MEASURES = {"cpu": "CPU time of the process and its children",
                  "wall_core": "wall time × cores held (ExoPlaSim: gcm.ncpus ranks; surrogates: torch threads)"}
 
 
-def climate_prediction(path: str, meta: Any, run: int, names: list[str], cost_batch: int = 0
-                       ) -> tuple[np.ndarray, dict[str, Any]]:
+def climate_prediction(path: str, meta: Any, run: int, names: list[str], cost_batch: int = 0,
+                       cube: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
     """The exported climate surrogate's time-mean fields of `run` in the emulator's channels
     `names` [C, lat, lon] (physical; its Gaussian head's mean; correctors applied), from the run's
-    planet parameters (and its first spin-up days when the model reads them), and its cost: with
+    planet parameters (and its first spin-up days when the model reads them) — a run of its
+    training cube, or of `cube` (a StudiedCube not the training cube: matched to this model too) —
+    and its cost: with
     cost_batch >= 1, the CPU time, wall time and wall × cores of one prediction (astrohpc.cost_clock;
     inputs in memory, the heads in SI
     units and the correctors included, the mean of `CLIMATE_COST_REPEATS` calls after one warm-up)
@@ -153,8 +168,14 @@ def climate_prediction(path: str, meta: Any, run: int, names: list[str], cost_ba
     if missing:
         raise DataError(f"study.climate_model {path} does not predict {', '.join(missing[:5])}; train it on the "
                         "emulator's variables")
-    ds = RunDataset(info["cube"], model.spinup_steps, variables=list(plan["variables"]), runs=[run],
-                    param_norm=info["param_norm"], static=bool(plan["static"]))
+    if cube is not None and cube.foreign:
+        from astrohpc.studies.studied_cube import match_export
+
+        ds = RunDataset(cube.path, model.spinup_steps, channels=match_export(info, cube.meta, cube.where),
+                        runs=[run], param_norm=info["param_norm"], static=list(plan["static"]))
+    else:
+        ds = RunDataset(info["cube"], model.spinup_steps, variables=list(plan["variables"]), runs=[run],
+                        param_norm=info["param_norm"], static=bool(plan["static"]))
     try:
         item = torch.utils.data.default_collate([ds[0]])
     finally:
@@ -319,16 +340,22 @@ def _dry_mass_drift(model: Any, first: np.ndarray, last: np.ndarray, static: Any
 
 
 def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
-    from astrohpc.data.cube import read_meta
     from astrohpc.models.ood import ParameterEnvelope
+    from astrohpc.studies.studied_cube import studied_cube, training_cube
 
     model, info = _load(cfg)
-    meta = read_meta(info["cube"])
-    view = _Run(info, meta)
+    cube = studied_cube(cfg.study, info, task.get("cube"))
+    meta = cube.meta
+    view = _Run(info, meta, cube.path, cube.channels)
+    if cube.foreign:  # the baselines come from the training runs, in the training cube
+        train_meta = training_cube(info, BASELINES)
+        train_view = _Run(info, train_meta)
+    else:
+        train_meta, train_view = meta, view
     names = list(info["plan"]["channel_names"])
     units = [meta.units[c] for c in view.channels]
     run_index = meta.run_names.index(task["run"])
-    train = [meta.run_names.index(n) for n in info["run_split"]["train"]]
+    train = [train_meta.run_names.index(n) for n in info["run_split"]["train"]]
     area = model.grid.area_weight.double().numpy()
     truth = view.states(run_index)
     params, static, planet = view.inputs(run_index)
@@ -337,14 +364,14 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     bp, bs, bpl = view.inputs(run_index, cfg.study.cost_batch)
     _, batched = emulate(model, truth, bp, bs, bpl, batch=cfg.study.cost_batch, steps=cost_steps)
 
-    train_states = {i: view.states(i) for i in train}
+    train_states = {i: train_view.states(i) for i in train}
     train_means = np.stack([base.time_mean(s, 1) for s in train_states.values()])
-    z_train, z_target = view.z(train), view.z([run_index])[0]
+    z_train, z_target = train_view.z(train), view.z([run_index])[0]
     nearest = train[base.nearest_run(z_train, z_target)]
     steps = truth.shape[0]
     near = train_states[nearest]
     if near.shape[0] < steps:
-        raise DataError(f"nearest training run {meta.run_names[nearest]} has {near.shape[0]} states, "
+        raise DataError(f"nearest training run {train_meta.run_names[nearest]} has {near.shape[0]} states, "
                         f"{task['run']} {steps}: the baseline needs runs of equal length")
     fields = {"surrogate": predicted[1:], "persistence": base.persistence(truth[0])[None],
               "climatology": base.climatology(train_means)[None], "nearest_run": near[1:steps],
@@ -354,7 +381,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
             raise ConfigError("study.climate_model was trained on another cube than study.model; parity compares "
                               "both on the same held-out runs")
         predicted_mean, climate_timing = climate_prediction(cfg.study.climate_model, meta, run_index, names,
-                                                            cfg.study.cost_batch)
+                                                            cfg.study.cost_batch, cube)
         fields["climate_surrogate"] = predicted_mean[None]
     gcm_cost = None
     if cfg.study.twin:
@@ -396,11 +423,12 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     if cfg.study.climate_model:
         cost["climate_surrogate"] = climate_cost(climate_timing, steps * interval_days, interval_days, gcm_per_day)
     gcm_toa, gcm_toa_source = gcm_means_toa(cfg.study.sweep, task["run"])
-    envelope = ParameterEnvelope.fit(meta.param_matrix(list(info["param_norm"]["names"]))[train],
+    envelope = ParameterEnvelope.fit(train_meta.param_matrix(list(info["param_norm"]["names"]))[train],
                                      list(info["param_norm"]["names"]))
     outside = envelope.outside(meta.param_matrix(list(info["param_norm"]["names"]))[[run_index]])[0]
-    return {"run": task["run"], "channels": names, "units": units, "days": steps, "interval_days": interval_days,
-            "nearest_run": meta.run_names[nearest], "outside_envelope": outside, "methods": methods,
+    return {"run": task["run"], "cube": cube.provenance(), "channels": names, "units": units, "days": steps,
+            "interval_days": interval_days, "nearest_run": train_meta.run_names[nearest],
+            "outside_envelope": outside, "methods": methods,
             "gcm_toa_imbalance_W_m2": gcm_toa, "gcm_toa_source": gcm_toa_source,
             "gcm_toa_snapshots_W_m2": _toa(gcm_mean, names, area),
             "surrogate_dry_mass_drift": _dry_mass_drift(model, truth[0], predicted[-1], static, planet),
@@ -474,8 +502,9 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
         row["best baseline (mean)"] = best_mean
         row["surrogate beats it (mean)"] = row["surrogate mean"] < row[f"{best_mean} mean"]
         headline.append(row)
+    cube = results[0].get("cube")  # every task scores runs of one cube (provenance)
     write_json(study_dir / "headline.json", {"partial": record.get("partial", False), "rows": headline,
-                                            "runs": [r["run"] for r in results]})
+                                            "runs": [r["run"] for r in results], "cube": cube})
     costs = [r["cost"] for r in results]
     summary = {
         "runs": [{"run": r["run"], "outside_envelope": r["outside_envelope"], "nearest_run": r["nearest_run"],
@@ -483,7 +512,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
                   "gcm_toa_source": r.get("gcm_toa_source"), "gcm_toa_snapshots_W_m2": r.get("gcm_toa_snapshots_W_m2"),
                   "surrogate_toa_imbalance_W_m2": r["methods"]["surrogate"]["toa_imbalance_W_m2"],
                   "surrogate_dry_mass_drift": r["surrogate_dry_mass_drift"]} for r in results],
-        "cost_measures": COST_MEASURES, "torch_threads": costs[0].get("torch_threads"),
+        "cost_measures": COST_MEASURES, "torch_threads": costs[0].get("torch_threads"), "cube": cube,
     }
     gcm_per_day = {}
     for m in COST_MEASURES:  # medians over runs; each speed-up formed within one measure

@@ -153,16 +153,20 @@ def check_forcing(meta: Any, run: int, fn: OrbitForcing, steps: Optional[Sequenc
 
 
 def initial_conditions(cube: Union[str, Path], model: Any, param_norm: dict,
-                       members: Sequence[tuple[int, int]]) -> dict[str, Any]:
+                       members: Sequence[tuple[int, int]], channels: Optional[Sequence[int]] = None
+                       ) -> dict[str, Any]:
     """The inputs of `rollout` for members (run, t0) of `cube`: x0 [B, C, lat, lon] float64 (the
-    model's channels), params [B, P] normalised with `param_norm` (the exported model's), static
-    [B, S, lat, lon] float64 or None, planet (PlanetConstants of [B] tensors, or None) and the
+    model's channels: `channels` of the cube, default the model's plan — its training cube's), params
+    [B, P] normalised with `param_norm` (the exported model's), static [B, S, lat, lon] float64 (the
+    model's static fields, by name) or None, planet (PlanetConstants of [B] tensors, or None) and the
     stacked orbit forcing."""
     from astrohpc.data.dataset import WindowDataset
 
-    ds = WindowDataset(cube, 1, 0, static=bool(model.static_names), param_norm=param_norm)
+    ds = WindowDataset(cube, 1, 0, param_norm=param_norm)
     try:
-        channels = list(getattr(getattr(model, "plan", None), "cube_channels", range(len(model.table))))
+        if channels is None:
+            channels = getattr(getattr(model, "plan", None), "cube_channels", range(len(model.table)))
+        channels = list(channels)
         items = []
         for run, t0 in members:
             hits = np.flatnonzero((ds.windows[:, 0] == run) & (ds.windows[:, 1] == t0))
@@ -172,7 +176,10 @@ def initial_conditions(cube: Union[str, Path], model: Any, param_norm: dict,
             items.append(ds[int(hits[0])])
         x0 = torch.stack([item["input"][0, channels] for item in items]).to(torch.float64)
         params = torch.stack([item["params"] for item in items])
-        static = torch.stack([item["static"] for item in items]).to(torch.float64) if model.static_names else None
+        static = None
+        if model.static_names:  # the cube's fields, as float32 like every other input
+            static = torch.stack([torch.from_numpy(np.stack([ds.meta.static[n][run] for n in model.static_names])
+                                                   .astype(np.float32)) for run, _ in members]).to(torch.float64)
         planet = None
         if all("planet" in item and set(PLANET_FIELDS) <= set(item["planet"]) for item in items):
             planet = PlanetConstants.from_run_params(

@@ -10,6 +10,10 @@ temperature and column energy, the largest relative dry-mass error, an ADF stati
 global-mean surface temperature over the second half, the climatology of the last 1,000 steps
 against the GCM run's own time mean (area-weighted RMSE per channel), and the finite-time
 Lyapunov estimate from the twin. Diagnostics go to tasks/<id>/rollout.nc (CF).
+
+The runs are those of the parity study: held-out runs of the training cube, or with `study.cube`
+runs of another cube matched to the model (astrohpc.studies.studied_cube); results, summary.json
+and rollout.nc record which cube.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ CLIMATOLOGY_STEPS = 1000
 
 
 def expand(cfg: Any) -> list[dict[str, Any]]:
-    from astrohpc.studies.parity import expand as parity_expand
+    """The parity study's runs and checks (astrohpc.studies.studied_cube): held-out runs of the
+    training cube, or runs of study.cube matched to the model. No baseline is read: another cube's
+    runs need no training cube."""
+    from astrohpc.studies.studied_cube import study_tasks
 
-    return parity_expand(cfg)  # the same held-out runs, the same checks
+    return study_tasks(cfg.study)[0]
 
 
 def _state_path(study_dir: Path, task_id: int) -> Path:
@@ -43,21 +50,22 @@ def _state_path(study_dir: Path, task_id: int) -> Path:
 
 
 def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
-    from astrohpc.data.cube import read_meta
     from astrohpc.studies import rollout as engine
     from astrohpc.studies.baselines import read_time_means
+    from astrohpc.studies.studied_cube import studied_cube
     from astrohpc.studies.tasks import task_dir
     from astrohpc.train.export import load_exported
 
     if not cfg.study.model:
         raise ConfigError("study.model is not set: give RUN_DIR/export/best.pt of `astrohpc train`")
     model, info = load_exported(cfg.study.model)
-    meta = read_meta(info["cube"])
+    cube = studied_cube(cfg.study, info, task.get("cube"))
+    meta = cube.meta
     run_index = meta.run_names.index(task["run"])
     length = int(meta.time_count[run_index])
     starts = sorted({int(round(t)) for t in np.linspace(0, length - 1, cfg.study.initial_conditions)})
     members = [(run_index, t0) for t0 in starts] + [(run_index, starts[0])]
-    inputs = engine.initial_conditions(info["cube"], model, info["param_norm"], members)
+    inputs = engine.initial_conditions(cube.path, model, info["param_norm"], members, cube.channels)
     names = list(info["plan"]["channel_names"])
     if "ts" not in names:
         raise ConfigError("the rollout study needs the surface temperature channel ts in the model")
@@ -78,7 +86,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
                             inputs["forcing"], steps, segment=cfg.study.segment_steps, state=state, on_segment=save,
                             twins=[(0, twin)], climatology_steps=min(CLIMATOLOGY_STEPS, steps))
     d = result.diagnostics
-    gcm_mean = read_time_means(info["cube"], [run_index], info["plan"]["cube_channels"])[0]
+    gcm_mean = read_time_means(cube.path, [run_index], cube.channels)[0]
     clim = engine.last_window_climatology(result, gcm_mean, model.grid.area_weight.double())
     labels = [f"{task['run']} day {meta.time_days[run_index][t0]:g}" for _, t0 in members[:-1]] + \
         [f"{task['run']} day {meta.time_days[run_index][starts[0]]:g} + {TWIN_KICK_K:g} K (twin)"]
@@ -117,7 +125,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
             lyapunov = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in fit.items()}
     wall_per_10k = result.state.wall_s / max(result.steps_done, 1) * 10_000
     live = int(np.isfinite(d["ts"]).sum())  # member-steps actually computed (a flagged member is frozen)
-    return {"run": task["run"], "steps": steps, "members": per_member, "lyapunov": lyapunov,
+    return {"run": task["run"], "cube": cube.provenance(), "steps": steps, "members": per_member, "lyapunov": lyapunov,
             "wall_s": result.state.wall_s, "cpu_s": result.state.cpu_s, "wall_s_per_10000_steps": wall_per_10k,
             "live_member_steps": live, "wall_s_per_10000_member_steps": result.state.wall_s / max(live, 1) * 10_000,
             "batch": len(members), "netcdf": str(netcdf), "step_days": result.state.step_s / 86400.0,
@@ -161,6 +169,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
                                                                         for r in results])),
                "max_dry_mass_rel_error": max((r["dry_mass_max_rel_error"] or 0.0) for r in rows),
                "lyapunov": {r["run"]: r["lyapunov"] for r in results}, "partial": record.get("partial", False),
+               "cube": results[0].get("cube"),  # where the runs came from (provenance)
                # settings the report states, as they were run
                "step_days": results[0].get("step_days"), "climatology_steps": results[0].get("climatology_steps"),
                "gcm_mean_days": sorted({r.get("gcm_mean_days") for r in results if r.get("gcm_mean_days")})}

@@ -3,7 +3,7 @@
 Strict like every section. A study reads a trained surrogate (`model`: an `export/best.pt` or
 `export/last.pt` of `astrohpc train`) and the cube it was trained on (recorded in the export);
 its held-out runs are `runs` (default: the training run's test runs — whole runs the trainer
-never read).
+never read), or the runs of another cube (`cube`: scoring on any cube).
 """
 
 from __future__ import annotations
@@ -15,10 +15,21 @@ from typing import Optional
 @dataclass
 class StudySettings:
     """climate_model: parity also scores this exported climate surrogate's time means (trained on the same cube).
-    model: exported weights to study. sweep: the sweep folder that produced the cube (parity's GCM twin runs use
-    its task configs and spin-up restart). runs: run names to study (default: the export's test runs). twin: run
-    a GCM twin of each studied run, identical but for `twin_delta_instellation_W_m2`, as the GCM's own noise
-    floor. cost_batch: initial states (the emulator) or runs (the climate surrogate) per batch in the
+    model: exported weights to study. sweep: the sweep folder that produced the studied runs' cube (parity's GCM
+    twin runs use its task configs and spin-up restart; its cube of interval means gives the GCM's TOA flux). runs:
+    run names to study (default: the export's test runs). twin: run a GCM twin of each studied run, identical but
+    for `twin_delta_instellation_W_m2`, as the GCM's own noise floor.
+    cube / runs for the parity, rollout and calibration studies (astrohpc.studies.studied_cube): score the runs of
+    `cube`, another cube than the training cube (a colleague's runs, converted separately; `runs` default: all of
+    its runs; calibration: in place of the test runs, the σ-scale still fitted on the validation runs). Its
+    channels are matched to the model's by variable, level and units, its grid, static fields and output
+    interval checked, and its planet parameters normalised with the export's own transform, mean and std; what
+    differs is one error naming the cube and the fix. Its runs are held out whatever their names; a cube with
+    the training cube's cube_id is the training cube (its training runs refused by name). The baselines still
+    come from the training runs: the training cube must stay where the export recorded it. With such a cube,
+    `sweep` must be the sweep that produced its runs (checked against each run's planet parameters before any
+    GCM runs), so the twin reruns them; without `sweep`, parity refuses the twin — set study.twin=false.
+    cost_batch: initial states (the emulator) or runs (the climate surrogate) per batch in the
     surrogates' batched cost measurement. rollout_steps / initial_conditions / segment_steps: the rollout study
     (steps per initial condition, how many per run, steps per restartable segment). components / seeds: the
     ablation study — named ablations of the model/train sections (astrohpc.studies.ablation; empty: every one
@@ -31,7 +42,7 @@ class StudySettings:
     methods: the calibration study (astrohpc.studies.calibration) — the uncertainty methods to train and score,
     one task each (empty: every one the model can use); an ensemble has model.uncertainty.members members, MC
     dropout model.uncertainty.samples passes.
-    cube / average_days / outside_runs / score_channels / ood_std_factor: the climate study
+    cube (its other meaning) / average_days / outside_runs / score_channels / ood_std_factor: the climate study
     (astrohpc.studies.climate_loo) — the cube of interval means whose last `average_days` days are each run's
     climate (default: `sweep`/datacube_means.h5), runs outside the design's envelope (never fitted: predicted by the
     model of every other run, to test the out-of-envelope flag), the channels scored ('ta@0.5': the level nearest

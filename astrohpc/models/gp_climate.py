@@ -14,9 +14,14 @@ ClimateBench, ESEm), built on scikit-learn:
    training runs' log marginal likelihood), plus a linear term (DotProduct: a linear mean function
    with a Gaussian prior on its coefficients, integrated out), plus white noise; its
    hyperparameters by maximum marginal likelihood with restarts;
-4. a prediction maps the components' means back to fields in physical units; its variance is
-   the sum over components of var_k · EOF_k² plus the training runs' mean truncation residual
-   (what the dropped components carried) per grid point.
+4. with `loo_calibration` (fitted on the training runs alone): each component's predictive
+   variance is scaled by s_k² = the mean squared standardised leave-one-out residual of its GP
+   over the training runs (closed form, Rasmussen & Williams 2006 §5.4.2: r_i = α_i / [K⁻¹]_ii,
+   σ_i² = 1 / [K⁻¹]_ii); and the truncation variance is the mean square of each run's part outside
+   the EOFs of the other runs (leave-one-out PCA), not of the EOFs fitted to it — what truncation
+   costs at a planet the EOFs never saw;
+5. a prediction maps the components' means back to fields in physical units; its variance is
+   the sum over components of s_k² var_k · EOF_k² plus the truncation variance per grid point.
 
 Fields are float64 [run, channel, lat, lon]; `channel_variables` names each channel's variable.
 """
@@ -44,6 +49,33 @@ class _VariableEOF:
     truncation_var: np.ndarray  # [c, lat, lon] mean squared residual of the dropped components
     gps: list  # k fitted GaussianProcessRegressor
     explained: np.ndarray  # [k] fraction of the variance each component explains
+    variance_scale: np.ndarray = None  # [k] s_k² of the leave-one-out calibration (1: none)
+
+
+def loo_truncation_residual(anomalies: np.ndarray, k: int) -> np.ndarray:
+    """[n, D] each run's part outside the span of the first k EOFs of the other runs (their own
+    mean removed): what truncation leaves at a run the EOFs were not fitted to. The in-sample
+    residual of the same k EOFs is biased low (they were fitted to it)."""
+    n = anomalies.shape[0]
+    out = np.empty_like(anomalies)
+    for i in range(n):
+        others = np.delete(anomalies, i, axis=0)
+        centre = others.mean(axis=0)
+        _, _, vt = np.linalg.svd(others - centre, full_matrices=False)
+        basis = vt[:k]
+        x = anomalies[i] - centre
+        out[i] = x - (x @ basis.T) @ basis
+    return out
+
+
+def loo_variance_scale(gp: Any) -> float:
+    """Mean squared standardised leave-one-out residual of a fitted GaussianProcessRegressor over
+    its training points, in closed form from its Cholesky factor: z_i = α_i / sqrt([K⁻¹]_ii)."""
+    from scipy.linalg import cho_solve
+
+    k_inv = cho_solve((gp.L_, True), np.eye(gp.L_.shape[0]))
+    alpha = np.asarray(gp.alpha_).reshape(-1)
+    return float(np.mean(alpha ** 2 / np.diag(k_inv)))
 
 
 def _kernel(p: int, nu: float):
@@ -60,7 +92,7 @@ class GPClimate:
     """Fit with `fit`, predict with `predict` (see the module doc)."""
 
     def __init__(self, variance_kept: float = 0.999, max_components: int = 8, restarts: int = 4,
-                 seed: int = 0, smoothness: Sequence[float] = (0.5, 1.5, 2.5)) -> None:
+                 seed: int = 0, smoothness: Sequence[float] = (0.5, 1.5, 2.5), loo_calibration: bool = True) -> None:
         if not 0 < variance_kept <= 1:
             raise ConfigError(f"model.gp.variance_kept must be in (0, 1], got {variance_kept}")
         if max_components < 1:
@@ -70,6 +102,7 @@ class GPClimate:
         self.restarts = restarts
         self.seed = seed
         self.smoothness = tuple(smoothness)
+        self.loo_calibration = bool(loo_calibration)
         if not self.smoothness or any(nu not in (0.5, 1.5, 2.5) for nu in self.smoothness):
             raise ConfigError(f"model.gp.smoothness: Matérn ν among 0.5, 1.5, 2.5, got {list(smoothness)}")
         self.param_names: list[str] = []
@@ -128,11 +161,13 @@ class GPClimate:
             k = int(min(k_max, np.searchsorted(cumulative, self.variance_kept) + 1))
             eofs = pca.components_[:k]
             scores = anomalies @ eofs.T
-            residual = anomalies - scores @ eofs
+            residual = (loo_truncation_residual(anomalies, k) if self.loo_calibration
+                        else anomalies - scores @ eofs)
             truncation = (residual ** 2).mean(axis=0) / np.where(sqrt_w > 0, sqrt_w ** 2, 1.0)
             gps = [self._fit_gp(z, scores[:, j], rng) for j in range(k)]
+            scale = np.array([loo_variance_scale(gp) if self.loo_calibration else 1.0 for gp in gps])
             self.blocks[var] = _VariableEOF(idx, mean, eofs, sqrt_w, truncation.reshape(mean.shape), gps,
-                                            pca.explained_variance_ratio_[:k])
+                                            pca.explained_variance_ratio_[:k], scale)
         return self
 
     def _fit_gp(self, z: np.ndarray, y: np.ndarray, rng: np.random.RandomState):
@@ -176,7 +211,7 @@ class GPClimate:
                 mu_k[:, j], sd_k[:, j] = gp.predict(z, return_std=True)
             w = np.where(block.sqrt_w > 0, block.sqrt_w, 1.0)
             field = (mu_k @ block.eofs) / w
-            field_var = ((sd_k ** 2) @ (block.eofs ** 2)) / w ** 2
+            field_var = ((sd_k ** 2 * block.variance_scale) @ (block.eofs ** 2)) / w ** 2
             mean[:, block.channels] = block.mean + field.reshape(m, *block.mean.shape)
             var[:, block.channels] = field_var.reshape(m, *block.mean.shape) + block.truncation_var
         # a cell that never varies across the runs has no spread to predict: floor at the smallest
@@ -209,13 +244,14 @@ class GPClimate:
         for var, b in self.blocks.items():
             blocks[var] = {"channels": torch.from_numpy(np.asarray(b.channels, np.int64)), "mean": t(b.mean),
                            "eofs": t(b.eofs), "sqrt_w": t(b.sqrt_w), "truncation_var": t(b.truncation_var),
-                           "explained": t(b.explained),
+                           "explained": t(b.explained), "variance_scale": t(b.variance_scale),
                            "gps": [{"nu": float(gp.kernel_.k1.k1.k2.nu), "theta": t(gp.kernel_.theta),
                                     "x": t(gp.X_train_), "y": t(gp.y_train_ * gp._y_train_std + gp._y_train_mean)}
                                    for gp in b.gps]}
         return {"kind": "GPClimate", "version": 1, "variance_kept": self.variance_kept,
                 "max_components": self.max_components, "restarts": self.restarts, "seed": self.seed,
-                "smoothness": list(self.smoothness), "param_names": list(self.param_names),
+                "smoothness": list(self.smoothness), "loo_calibration": self.loo_calibration,
+                "param_names": list(self.param_names),
                 "transforms": list(self.transforms), "x_mean": t(self.x_mean), "x_std": t(self.x_std),
                 "n_channels": int(self.n_channels), "blocks": blocks}
 
@@ -228,7 +264,7 @@ class GPClimate:
             raise ConfigError("not a saved GP climate surrogate (kind GPClimate, version 1): re-export it with "
                               "`astrohpc study climate CONFIG` (its aggregation writes export/gp.pt)")
         model = cls(state["variance_kept"], state["max_components"], state["restarts"], state["seed"],
-                    state["smoothness"])
+                    state["smoothness"], state["loo_calibration"])
         model.param_names, model.transforms = list(state["param_names"]), list(state["transforms"])
         model.x_mean, model.x_std = state["x_mean"].numpy(), state["x_std"].numpy()
         model.n_channels = int(state["n_channels"])
@@ -241,11 +277,12 @@ class GPClimate:
                 gps.append(gp.fit(x, g["y"].numpy()))
             model.blocks[var] = _VariableEOF(b["channels"].numpy(), b["mean"].numpy(), b["eofs"].numpy(),
                                              b["sqrt_w"].numpy(), b["truncation_var"].numpy(), gps,
-                                             b["explained"].numpy())
+                                             b["explained"].numpy(), b["variance_scale"].numpy())
         return model
 
     # -- description ------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """Components kept, variance explained and fitted kernels per variable (plain data)."""
         return {var: {"components": len(b.gps), "explained": b.explained.tolist(),
+                      "loo_variance_scale": b.variance_scale.tolist(),
                       "kernels": [str(gp.kernel_) for gp in b.gps]} for var, b in self.blocks.items()}

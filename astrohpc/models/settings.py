@@ -82,12 +82,16 @@ class GPSettings:
     """The Gaussian-process climate surrogate (astrohpc/models/gp_climate.py): EOF components kept
     up to `variance_kept` of each variable's variance (at most `max_components`), one GP per
     component, hyperparameters from `restarts` + 1 optimiser starts; `smoothness`: the Matérn ν
-    tried for each component, the one of highest log marginal likelihood kept."""
+    tried for each component, the one of highest log marginal likelihood kept; `loo_calibration`:
+    scale each component's predictive variance by its training runs' mean squared standardised
+    leave-one-out residual (closed form), and take the truncation variance from leave-one-out PCA
+    (fitted on the training runs only)."""
 
     variance_kept: float = 0.999
     max_components: int = 8
     restarts: int = 4
     smoothness: list[float] = field(default_factory=lambda: [0.5, 1.5, 2.5])
+    loo_calibration: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.variance_kept <= 1:

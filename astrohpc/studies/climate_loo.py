@@ -205,7 +205,8 @@ def fit_gp(cfg: Any, meta: Any, inputs: dict[str, Any], x: np.ndarray, fields: n
     from astrohpc.models.gp_climate import GPClimate
 
     gp_cfg = cfg.model.gp
-    model = GPClimate(gp_cfg.variance_kept, gp_cfg.max_components, gp_cfg.restarts, cfg.run.seed, gp_cfg.smoothness)
+    model = GPClimate(gp_cfg.variance_kept, gp_cfg.max_components, gp_cfg.restarts, cfg.run.seed, gp_cfg.smoothness,
+                      gp_cfg.loo_calibration)
     channel_vars = [meta.variables[i] for i in inputs["channels"]]
     return model.fit(x, inputs["params"], inputs["transforms"], fields, channel_vars, meta.area_weight, runs)
 

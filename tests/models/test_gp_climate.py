@@ -88,6 +88,37 @@ def test_parameters_given_by_name_in_any_order():
     np.testing.assert_array_equal(a, b)
 
 
+def test_leave_one_out_scale_equals_refitting_without_each_run():
+    """The closed-form leave-one-out scale equals refitting the GP (same hyperparameters) without
+    each training run and standardising its error there; predict's variance carries it."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    from astrohpc.models.gp_climate import loo_variance_scale
+
+    x = design(12, 5)
+    gp = GPClimate(restarts=0, max_components=2).fit(x, NAMES, TRANSFORMS, fields_of(x), VARS, AREA)
+    one = gp.blocks["ts"].gps[0]
+    z, y = one.X_train_, one.y_train_ * one._y_train_std + one._y_train_mean
+    squares = []
+    for i in range(len(z)):
+        keep = np.arange(len(z)) != i
+        refit = GaussianProcessRegressor(kernel=one.kernel_, normalize_y=False, optimizer=None)
+        # the same normalisation as the full fit (normalize_y rescales by all runs; kept fixed here)
+        mu, sd = refit.fit(z[keep], (y[keep] - one._y_train_mean) / one._y_train_std).predict(z[i:i + 1],
+                                                                                              return_std=True)
+        # the closed form's K carries sklearn's jitter `alpha` on its diagonal; predict's σ does not
+        squares.append(((y[i] - one._y_train_mean) / one._y_train_std - mu[0]) ** 2 / (sd[0] ** 2 + one.alpha))
+    assert loo_variance_scale(one) == pytest.approx(np.mean(squares), rel=1e-6)
+    plain = GPClimate(restarts=0, max_components=2, loo_calibration=False).fit(x, NAMES, TRANSFORMS, fields_of(x),
+                                                                               VARS, AREA)
+    np.testing.assert_allclose(plain.blocks["ts"].variance_scale, 1.0)
+    assert not np.allclose(gp.blocks["ts"].variance_scale, 1.0)
+    mean_a, std_a = gp.predict(x[:2])
+    mean_b, std_b = plain.predict(x[:2])
+    np.testing.assert_allclose(mean_a, mean_b)  # the calibration changes the spread only
+    assert not np.allclose(std_a, std_b)
+
+
 def test_saved_state_rebuilds_the_same_predictions_without_refitting():
     """state_dict -> torch.save -> torch.load(weights_only) -> from_state_dict: the same mean and σ
     (the GPs are rebuilt with the saved hyperparameters, no optimiser), far from the runs too."""
@@ -163,3 +194,23 @@ def test_a_cell_that_never_varies_gets_a_positive_sigma():
     gp = GPClimate(max_components=3, restarts=0).fit(x, NAMES, TRANSFORMS, f, VARS, AREA)
     mean, std = gp.predict(x[:2])
     assert np.all(std > 0) and np.allclose(mean[:, 2, 0, 0], 250.0, atol=1e-6)
+
+
+def test_truncation_at_an_unseen_run_is_what_the_other_runs_eofs_leave():
+    """Leave-one-out truncation: for each run, its part outside the span of the other runs' first k
+    EOFs, checked against sklearn's PCA refitted without it; larger than the in-sample residual."""
+    from sklearn.decomposition import PCA
+
+    from astrohpc.models.gp_climate import loo_truncation_residual
+
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(9, 40)) @ np.diag(np.linspace(3, 0.1, 40))
+    a -= a.mean(axis=0)
+    got = loo_truncation_residual(a, 3)
+    for i in (0, 4, 8):
+        pca = PCA(n_components=3, svd_solver="full").fit(np.delete(a, i, axis=0))
+        x = a[i] - pca.mean_
+        np.testing.assert_allclose(got[i], x - (x @ pca.components_.T) @ pca.components_, atol=1e-10)
+    own = PCA(n_components=3, svd_solver="full").fit(a)
+    inside = a - own.inverse_transform(own.transform(a))
+    assert (got ** 2).mean() > (inside ** 2).mean()

@@ -122,7 +122,8 @@ class ClimateGP:
                             [m.level_kinds[c] for c in self.channels], [m.units[c] for c in self.channels],
                             m.lat, m.lon, "planet", _planet_coords(self.param_names, matrix,
                                                                     {n: param_units(n) for n in self.param_names}),
-                            std=std, attrs={**provenance_attrs(self.path, self.payload, "climate (Gaussian process)"),
+                            std=std, cell_methods="time: mean",
+                            attrs={**provenance_attrs(self.path, self.payload, "climate (Gaussian process)"),
                                             "averaging_days": self.payload.get("average_days"),
                                             "train_runs": ", ".join(self.payload.get("train_runs", [])),
                                             "envelope": self.payload.get("box_source")})
@@ -214,7 +215,8 @@ class ClimateNet:
         ds = fields_dataset(mean, [m.variables[c] for c in cube], [m.levels[c] for c in cube],
                             [m.level_kinds[c] for c in cube], [m.units[c] for c in cube], m.lat, m.lon, "planet",
                             _planet_coords(self.param_names, matrix, {n: param_units(n) for n in self.param_names}),
-                            std=std, attrs={**provenance_attrs(self.path, self.payload, "climate (trained network)"),
+                            std=std, cell_methods="time: mean",
+                            attrs={**provenance_attrs(self.path, self.payload, "climate (trained network)"),
                                             "train_runs": ", ".join(self.payload["run_split"]["train"]),
                                             "envelope": "the training runs' parameter range"})
         for name, value in _ood_vars(flags, reasons).items():

@@ -27,9 +27,21 @@ LEVEL_ATTRS = {
 }
 
 
+LONG_NAMES = {
+    "ts": "surface temperature", "tas": "near-surface air temperature", "ta": "air temperature",
+    "ua": "eastward wind", "va": "northward wind", "wap": "vertical pressure velocity (omega)",
+    "hus": "specific humidity", "zg": "geopotential height", "ps": "surface air pressure",
+    "pr": "precipitation", "prw": "precipitable water", "sic": "sea-ice fraction",
+    "rsdt": "TOA incoming shortwave flux", "rsut": "TOA outgoing shortwave flux",
+    "rlut": "TOA outgoing longwave flux", "rst": "TOA net shortwave flux", "ntr": "TOA net radiative flux",
+    "hfss": "surface sensible heat flux", "hfls": "surface latent heat flux",
+    "rss": "surface net shortwave flux", "rls": "surface net longwave flux",
+}
+
+
 def cf_attrs(variable: str, units: str, long_name: str = "") -> dict[str, str]:
     """units, standard_name (where CF has one: astrohpc.data.schema.CF_STANDARD_NAMES), long_name."""
-    attrs = {"units": units or "1", "long_name": long_name or variable}
+    attrs = {"units": units or "1", "long_name": long_name or LONG_NAMES.get(variable, variable)}
     standard = schema.CF_STANDARD_NAMES.get(variable)
     if standard:
         attrs["standard_name"] = standard
@@ -49,7 +61,8 @@ def plain_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
 def fields_dataset(values: np.ndarray, variables: Sequence[str], levels: Sequence[float], level_kinds: Sequence[str],
                    units: Sequence[str], lat: np.ndarray, lon: np.ndarray, lead: str,
                    lead_coords: dict[str, tuple], std: Optional[np.ndarray] = None,
-                   long_names: Optional[dict[str, str]] = None, attrs: Optional[dict[str, Any]] = None) -> Any:
+                   long_names: Optional[dict[str, str]] = None, attrs: Optional[dict[str, Any]] = None,
+                   cell_methods: str = "") -> Any:
     """xarray.Dataset of `values` [N, C, lat, lon] (channel c is `variables[c]` at `levels[c]`,
     NaN for a surface channel) along the leading dimension `lead` with coordinates
     `lead_coords` ({name: (dims, values, attrs)}); `std` the same shape, or None."""
@@ -72,6 +85,8 @@ def fields_dataset(values: np.ndarray, variables: Sequence[str], levels: Sequenc
     for var in dict.fromkeys(variables):
         idx = [c for c, v in enumerate(variables) if v == var]
         attrs_v = cf_attrs(var, units[idx[0]], (long_names or {}).get(var, ""))
+        if cell_methods:
+            attrs_v["cell_methods"] = cell_methods
         parts = [(values, "")] + ([(std, "_std")] if std is not None else [])
         for array, suffix in parts:
             name = f"{var}{suffix}"

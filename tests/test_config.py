@@ -140,7 +140,15 @@ def test_yaml_round_trip_and_hash(tmp_path):
 
 
 def test_every_shipped_config_loads():
+    """Every shipped config loads strictly: the inference configs (configs/predict/) against their own
+    schema, the rest against the pipeline's."""
+    from astrohpc.predict.settings import PredictConfig
+
     configs = sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
     assert configs, "configs/ holds no YAML files"
+    predict = [p for p in configs if p.parent.name == "predict"]
+    assert predict, "configs/predict/ holds no inference config"
     for path in configs:
-        load_config(path)
+        cfg = load_config(path, schema=PredictConfig if path in predict else Config)
+        if path in predict:
+            assert cfg.predict.model, path

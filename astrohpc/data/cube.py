@@ -179,9 +179,7 @@ class CubeMeta:
     def normalized_params(self, norm: dict[str, Any]) -> np.ndarray:
         """float64 [run, P]: every run's parameters as a model reads them, z = (f(x) − mean) / std
         with a `param_normalization()` dict (this cube's, or a trained model's saved one)."""
-        names = list(norm["names"])
-        transformed = transform_params(self.param_matrix(names), names, norm.get("transform"))
-        return (transformed - np.asarray(norm["mean"])) / np.asarray(norm["std"])
+        return normalize_params(self.param_matrix(list(norm["names"])), norm)
 
     @property
     def channel_names(self) -> list[str]:
@@ -234,6 +232,14 @@ def transform_params(matrix: np.ndarray, names: list[str], transforms: Optional[
         elif how != "identity":
             raise DataError(f"parameter {name}: unknown transform {how!r} (log10 or identity)")
     return out
+
+
+def normalize_params(matrix: np.ndarray, norm: dict[str, Any]) -> np.ndarray:
+    """float64 [N, P]: raw parameters `matrix` (columns in norm["names"] order) as a model reads
+    them, z = (f(x) − mean) / std with a `param_normalization()` dict."""
+    names = list(norm["names"])
+    transformed = transform_params(matrix, names, norm.get("transform"))
+    return (transformed - np.asarray(norm["mean"])) / np.asarray(norm["std"])
 
 
 def _read_param_transforms(f) -> dict[str, str]:

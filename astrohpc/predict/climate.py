@@ -22,25 +22,11 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from astrohpc.errors import ConfigError
+from astrohpc.predict.exported import ExportedNet, param_units, provenance_attrs
 from astrohpc.predict.fields_netcdf import fields_dataset
 from astrohpc.predict.planets import param_matrix, planet_rows, shared_values
 
 log = logging.getLogger(__name__)
-
-
-def provenance_attrs(path: Path, payload: dict[str, Any], kind: str) -> dict[str, Any]:
-    """Global attributes of a prediction file: the model, where it came from, this process."""
-    from astrohpc import __version__
-    from astrohpc.provenance import collect
-
-    here = collect()
-    trained = payload.get("provenance") or {}
-    return {"title": f"astrohpc predict: {kind}", "institution": "astrohpc", "source": f"astrohpc {__version__}",
-            "history": f"{here['created_utc']} {' '.join(here['command_line']) or 'astrohpc.predict'}",
-            "model_export": str(path), "model_format": payload.get("format"),
-            "model_trained_git": (trained.get("git") or {}).get("commit"),
-            "model_trained_utc": trained.get("created_utc"), "training_cube": payload.get("cube"),
-            "git_commit": (here.get("git") or {}).get("commit"), "host": here.get("host")}
 
 
 def _ood_vars(flags: Sequence[bool], reasons: Sequence[str]) -> dict[str, Any]:
@@ -58,15 +44,6 @@ def _planet_coords(names: Sequence[str], matrix: np.ndarray, units: Mapping[str,
         coords[name] = ("planet", matrix[:, j], {"long_name": f"planet parameter {name}",
                                                  "units": units.get(name, "1")})
     return coords
-
-
-def param_units(name: str) -> str:
-    """Units from the parameter's name suffix (the cube's convention: instellation_W_m2, …_days)."""
-    for suffix, units in (("_W_m2", "W m-2"), ("_days", "days"), ("_deg", "degrees"), ("_bar", "bar"), ("_m", "m"),
-                          ("_m_s2", "m s-2"), ("_J_kg_K", "J kg-1 K-1"), ("_K", "K"), ("_Pa", "Pa")):
-        if name.endswith(suffix):
-            return units
-    return "1"
 
 
 class ClimateGP:
@@ -133,28 +110,18 @@ class ClimateGP:
         return ds
 
 
-class ClimateNet:
+class ClimateNet(ExportedNet):
     """A trained climate network's export in use (see the module doc)."""
 
     kind = "climate"
 
     def __init__(self, path: str | Path, payload: dict[str, Any]):
-        from astrohpc.models.ood import ParameterEnvelope
-        from astrohpc.train.export import load_exported, training_meta
-
-        self.path = Path(path)
-        self.model, self.payload = load_exported(path)
-        self.meta = training_meta(payload, str(path))
+        super().__init__(path, payload)
         if self.model.spinup_steps:
             raise ConfigError(f"{path}: this climate surrogate reads the first {self.model.spinup_steps} days of a "
                               "run: `astrohpc predict` predicts from parameters alone (train with "
                               "model.spinup_steps: 0)")
-        norm = payload["param_norm"]
-        self.param_names = list(norm["names"])
-        train = [self.meta.run_names.index(r) for r in payload["run_split"]["train"]]
-        self.train_rows = train
-        self.defaults = shared_values(self.meta, self.param_names, train)
-        self.envelope = ParameterEnvelope.from_state_dict(payload["envelope"]) if payload.get("envelope") else None
+        self.defaults = shared_values(self.meta, self.param_names, self.train_rows)
 
     def _static(self, n: int):
         import torch
@@ -186,14 +153,11 @@ class ClimateNet:
                 csv: Optional[str | Path] = None) -> Any:
         import torch
 
-        from astrohpc.data.cube import transform_params
         from astrohpc.models.uncertainty import GaussianPrediction
 
         rows = planet_rows(params, planets, csv)
         matrix = param_matrix(rows, self.param_names, self.defaults, str(self.path))
-        norm = self.payload["param_norm"]
-        z = (transform_params(matrix, self.param_names, norm["transform"]) - np.asarray(norm["mean"])) / \
-            np.asarray(norm["std"])
+        z = self.normalized(matrix)
         static = self._static(len(rows))
         with torch.no_grad():
             out = self.model.physical(self.model(torch.as_tensor(z, dtype=torch.float32), None, static))
@@ -205,11 +169,7 @@ class ClimateNet:
             if planet is not None:
                 fields = self.model.correct(fields.double(), None, static, planet)
         mean = fields.double().numpy()
-        flags, reasons = [False] * len(rows), [""] * len(rows)
-        if self.envelope is not None:
-            columns = [self.param_names.index(n) for n in self.envelope.names]
-            inside, reasons = self.envelope.check(matrix[:, columns])
-            flags = [not bool(i) for i in inside]
+        flags, reasons = self.verdicts(matrix)
         plan, m = self.payload["plan"], self.meta
         cube = list(plan["cube_channels"])
         ds = fields_dataset(mean, [m.variables[c] for c in cube], [m.levels[c] for c in cube],

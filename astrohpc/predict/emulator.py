@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from astrohpc.errors import ConfigError, DataError
-from astrohpc.predict.climate import param_units, provenance_attrs
+from astrohpc.predict.exported import ExportedNet, param_units, provenance_attrs
 from astrohpc.predict.fields_netcdf import fields_dataset
 from astrohpc.predict.initial_state import InitialState, from_cube, from_netcdf
 from astrohpc.predict.planets import shared_values
@@ -39,26 +39,17 @@ ORBIT_PARAMS = ("instellation_W_m2", "rotation_period_days", "obliquity_deg", "e
                 "substellar_longitude_deg", "start_step")
 
 
-class Emulator:
+class Emulator(ExportedNet):
     """An exported emulator in use (see the module doc)."""
 
     kind = "emulator"
 
     def __init__(self, path: str | Path, payload: dict[str, Any]):
         from astrohpc.config import Config, from_dict
-        from astrohpc.models.ood import ParameterEnvelope
-        from astrohpc.train.export import load_exported, training_meta
 
-        self.path = Path(path)
-        self.model, self.payload = load_exported(path)
-        self.meta = training_meta(payload, str(path))
+        super().__init__(path, payload)
         self.config = from_dict(Config, payload["config"], source=f"{path} (config)")
-        plan = payload["plan"]
-        self.channels = list(plan["cube_channels"])
-        norm = payload["param_norm"]
-        self.param_names = list(norm["names"])
-        self.train_rows = [self.meta.run_names.index(r) for r in payload["run_split"]["train"]]
-        self.envelope = ParameterEnvelope.from_state_dict(payload["envelope"]) if payload.get("envelope") else None
+        self.channels = list(payload["plan"]["cube_channels"])
 
     # -- inputs -----------------------------------------------------------------------------------
     def initial_state(self, cube: Optional[str] = None, run: Optional[str] = None, time: int = 0,
@@ -105,15 +96,11 @@ class Emulator:
         return out
 
     def _inputs(self, init: InitialState, run: dict[str, float]) -> dict[str, Any]:
-        from astrohpc.data.cube import transform_params
         from astrohpc.physics.constants import FIELDS, PlanetConstants
-        from astrohpc.physics.insolation import DAY_S, Orbit
         from astrohpc.studies.rollout import OrbitForcing, forcing_names
 
-        norm = self.payload["param_norm"]
         raw = np.array([[run[n] for n in self.param_names]], np.float64)
-        z = (transform_params(raw, self.param_names, norm["transform"]) - np.asarray(norm["mean"])) / \
-            np.asarray(norm["std"])
+        z = self.normalized(raw)
         static = None
         if self.model.static_names:
             fields = []
@@ -142,20 +129,11 @@ class Emulator:
         missing = [k for k in ORBIT_PARAMS[:4] if k not in run]
         if missing:
             raise ConfigError(f"{init.source}: the insolation needs {', '.join(missing)}: add to predict.params")
-        orbit = Orbit.from_params(run, timestep_minutes=init.time_step_s / 60.0)
         day0 = init.day0 if math.isfinite(init.day0) else 0.0
-        forcing = OrbitForcing(orbit, torch.as_tensor(np.asarray(self.meta.lat, np.float64)),
-                               torch.as_tensor(np.asarray(self.meta.lon, np.float64)), day0,
-                               float(self.model.step_s) / DAY_S, len(names))
+        forcing = OrbitForcing.of_planet(run, init.time_step_s, self.model, self.meta.lat, self.meta.lon, day0)
         return {"x0": torch.as_tensor(init.x0, dtype=torch.float64)[None],
                 "params": torch.as_tensor(z, dtype=torch.float32), "static": static, "planet": planet,
                 "forcing": forcing, "raw": raw}
-
-    def verdict(self, raw: np.ndarray) -> tuple[bool, str]:
-        if self.envelope is None:
-            return False, ""
-        inside, reasons = self.envelope.check(raw[:, [self.param_names.index(n) for n in self.envelope.names]])
-        return (not bool(inside[0])), reasons[0]
 
     # -- rollout ----------------------------------------------------------------------------------
     def rollout(self, init: InitialState | Mapping[str, Any], steps: int, params: Optional[Mapping[str, float]] = None,
@@ -175,7 +153,8 @@ class Emulator:
             init = self.initial_state(**{**dict(init), "params": params})
         run = self._run_params(init, params)
         inputs = self._inputs(init, run)
-        flagged, reason = self.verdict(inputs["raw"])
+        flags, reasons = self.verdicts(inputs["raw"])
+        flagged, reason = flags[0], reasons[0]
         if flagged:
             log.warning("outside the training envelope: %s", reason)
         request = {"model": str(self.path.resolve()), "source": init.source, "steps": steps, "every": output_every,

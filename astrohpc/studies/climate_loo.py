@@ -142,9 +142,16 @@ def envelope_check(x_train: np.ndarray, x: np.ndarray, box: Any = None) -> np.nd
         box = np.asarray(box, np.float64)
         span = box[:, 1] - box[:, 0]
         return np.all((x >= box[:, 0] - 1e-9 * span) & (x <= box[:, 1] + 1e-9 * span), axis=1)
+    box = training_box(x_train)
+    return np.all((x >= box[:, 0]) & (x <= box[:, 1]), axis=1)
+
+
+def training_box(x_train: np.ndarray) -> np.ndarray:
+    """[P, 2] the training runs' box (transformed parameters) widened by one Latin-hypercube
+    stratum (max − min)/(n − 1) on each side: the envelope when the sweep's design is unknown."""
     low, high = x_train.min(axis=0), x_train.max(axis=0)
     pad = (high - low) / max(len(x_train) - 1, 1)
-    return np.all((x >= low - pad) & (x <= high + pad), axis=1)
+    return np.stack([low - pad, high + pad], axis=1)
 
 
 def design_box(sweep: Any, params: list[str], transforms: list[str]) -> Any:
@@ -229,9 +236,8 @@ def export_final(cfg: Any, cube: Path, study_dir: Path, threshold: float, sigma_
     box = design_box(cfg.study.sweep, inputs["params"], inputs["transforms"])
     source = "the sweep's design box"
     if box is None:
-        xt = transform_params(x, inputs["params"], inputs["transforms"])
-        pad = (xt.max(axis=0) - xt.min(axis=0)) / max(len(xt) - 1, 1)
-        box, source = np.stack([xt.min(axis=0) - pad, xt.max(axis=0) + pad], axis=1), "training runs' box + one stratum"
+        box = training_box(transform_params(x, inputs["params"], inputs["transforms"]))
+        source = "training runs' box + one stratum"
     info = {"channels": inputs["channels"], "params": inputs["params"], "transforms": inputs["transforms"],
             "train_runs": inputs["inside"], "box": np.asarray(box, np.float64), "box_source": source,
             "sigma_threshold": float(threshold), "sigma_channel": sigma_channel,

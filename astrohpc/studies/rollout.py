@@ -89,6 +89,16 @@ class OrbitForcing:
     interval_days: float
     channels: int = 1
 
+    @classmethod
+    def of_planet(cls, params: dict[str, float], step_s: float, model: Any, lat_deg: Any, lon_deg: Any,
+                  day0: float) -> OrbitForcing:
+        """The forcing of `model`'s steps for a planet of run parameters `params` (the orbit's,
+        `Orbit.from_params`) whose GCM steps `step_s` seconds, on the grid lat/lon, from day0."""
+        orbit = Orbit.from_params(params, timestep_minutes=step_s / 60.0)
+        return cls(orbit, torch.as_tensor(np.asarray(lat_deg, np.float64)),
+                   torch.as_tensor(np.asarray(lon_deg, np.float64)), float(day0), float(model.step_s) / DAY_S,
+                   len(model.forcing))
+
     def time_days(self, k: int) -> float:
         """Days since the run's start of step k's state."""
         return self.day0 + k * self.interval_days
@@ -117,10 +127,7 @@ def forcing_fn(meta: Any, run: int, model: Any, t0: int = 0) -> OrbitForcing:
         raise ValueError(f"{meta.path}: run {run} does not record the GCM's time step (time_step_s): "
                          "its insolation clock cannot be reproduced; reconvert the run")
     params = {name: float(values[run]) for name, values in meta.params.items()}
-    orbit = Orbit.from_params(params, timestep_minutes=step_s / 60.0)
-    return OrbitForcing(orbit, torch.as_tensor(np.asarray(meta.lat, np.float64)),
-                        torch.as_tensor(np.asarray(meta.lon, np.float64)), float(meta.time_days[run, t0]),
-                        float(model.step_s) / DAY_S, len(names))
+    return OrbitForcing.of_planet(params, step_s, model, meta.lat, meta.lon, float(meta.time_days[run, t0]))
 
 
 def stack_forcings(fns: Sequence[Forcing]) -> Forcing:

@@ -59,30 +59,46 @@ def plain(value: Any) -> Any:
 def export_weights(path: str | Path, model: torch.nn.Module, info: dict[str, Any]) -> Path:
     """Write `model`'s state and `info` (see the module doc) to `path` atomically."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "model_state": state, **plain(info)}
+    return write_payload(path, {"format": FORMAT, "model_state": state, **plain(info)})
+
+
+def write_payload(path: str | Path, payload: dict[str, Any]) -> Path:
+    """torch.save `payload` to `path` atomically (temporary file, fsync, rename)."""
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
 
 
-def read_export(path: str | Path) -> dict[str, Any]:
-    """The exported dict, read with weights_only=True; CheckpointError when it is not one."""
+def load_payload(path: str | Path, hint: str = "train one with `astrohpc train CONFIG`") -> dict[str, Any]:
+    """The dict saved at `path`, read with weights_only=True; CheckpointError when the file is
+    missing (naming `hint`, how to make one) or unreadable. Formats are the caller's to check."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such exported model (train one with `astrohpc train CONFIG`)")
+        raise CheckpointError(f"{path}: no such exported model ({hint})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which and why
         raise CheckpointError(f"{path}: not a readable exported model ({exc}); re-export it") from exc
-    if isinstance(payload, dict) and payload.get("format") in OLD_FORMATS:
+    return payload if isinstance(payload, dict) else {"format": None}
+
+
+def check_format(payload: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """`payload` when it is an export of this format; CheckpointError otherwise (an older format
+    with the command that upgrades it)."""
+    if payload.get("format") in OLD_FORMATS:
         raise CheckpointError(f"{path}: exported by an older astrohpc (format {payload['format']!r}), which needs "
                               f"its training cube to load; upgrade it once: `astrohpc export upgrade {path} "
                               f"--cube {payload.get('cube', 'TRAINING_CUBE')}` (writes a self-contained {FORMAT} "
                               "next to it), or re-train")
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an astrohpc exported model (format {payload.get('format')!r}, "
                               f"expected {FORMAT!r})")
     return payload
+
+
+def read_export(path: str | Path) -> dict[str, Any]:
+    """The exported dict, read with weights_only=True; CheckpointError when it is not one."""
+    return check_format(load_payload(path), path)
 
 
 def training_meta(info: dict[str, Any], where: str = "") -> Any:
@@ -125,50 +141,52 @@ def export_info(meta: Any, param_norm: dict[str, Any], train_runs: list[int]) ->
             "data_settings": conversion_settings(meta.path)}
 
 
-def load_exported(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """(model in eval mode, the exported dict) — see the module doc. Needs no cube."""
+def _with_weights(payload: dict[str, Any], meta: Any, where: str | Path, failure: str) -> torch.nn.Module:
+    """The model of the export's config built on the layout `meta`, its weights loaded strictly
+    (CheckpointError starting with `failure` when they do not fit)."""
     from astrohpc.config import Config, from_dict
     from astrohpc.models.build import build
 
-    payload = read_export(path)
-    cfg = from_dict(Config, payload["config"], source=f"{path} (config)")
-    meta = training_meta(payload, str(path))
+    cfg = from_dict(Config, payload["config"], source=f"{where} (config)")
     model = build(cfg.model, meta, n_bins=payload.get("n_bins") or None)
     missing, unexpected = model.load_state_dict(payload["model_state"], strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit the model built from its config (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}); re-export it from its training run")
-    model.eval()
-    return model, payload
+        raise CheckpointError(f"{failure} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model
+
+
+def model_of(payload: dict[str, Any], path: str | Path) -> torch.nn.Module:
+    """The model (eval mode) of an already read export: built from the layout it carries, no cube."""
+    model = _with_weights(payload, training_meta(payload, str(path)), path,
+                          f"{path}: weights do not fit the model built from its config; re-export it from its "
+                          "training run")
+    return model.eval()
+
+
+def load_exported(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model in eval mode, the exported dict) — see the module doc. Needs no cube."""
+    payload = read_export(path)
+    return model_of(payload, path), payload
 
 
 def upgrade_export(path: str | Path, cube: str | Path, output: Optional[str | Path] = None) -> Path:
     """Rewrite an export of an older format as a self-contained one, reading the layout from
     `cube` (its training cube, or one with the same channels and grid); checks that the weights
     fit. Writes `output` (default: PATH with `.v2` before the suffix), atomically."""
-    from astrohpc.config import Config, from_dict
     from astrohpc.data.cube import read_meta
-    from astrohpc.models.build import build
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such exported model")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") not in (*OLD_FORMATS, FORMAT):
-        raise CheckpointError(f"{path}: not an astrohpc exported model (format {payload.get('format')!r})")
+    payload = load_payload(path)
+    if payload.get("format") not in OLD_FORMATS:
+        check_format(payload, path)  # an export of this format (nothing to upgrade) or a foreign file
     cube = Path(cube)
     if not cube.is_file():
         raise DataError(f"{cube}: no such cube; give the cube {path} was trained on (its config's train.cube)")
     meta = read_meta(cube)
-    cfg = from_dict(Config, payload["config"], source=f"{path} (config)")
-    model = build(cfg.model, meta, n_bins=payload.get("n_bins") or None)
-    missing, unexpected = model.load_state_dict(payload["model_state"], strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: its weights do not fit a model built on {cube} (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}): give its training cube")
+    model = _with_weights(payload, meta, path, f"{path}: its weights do not fit a model built on {cube}: give its "
+                                         "training cube")
     train_runs = [meta.run_names.index(r) for r in payload["run_split"]["train"] if r in meta.run_names]
     info = {k: v for k, v in payload.items() if k not in ("format", "model_state")}
     info.update(export_info(meta, payload["param_norm"], train_runs))
+    path = Path(path)
     output = Path(output) if output else path.with_name(f"{path.stem}.v2{path.suffix}")
-    model.load_state_dict(payload["model_state"])
     return export_weights(output, model, info)

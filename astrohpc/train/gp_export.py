@@ -21,12 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from astrohpc.atomic_write import atomic_path
-from astrohpc.errors import CheckpointError
-
 FORMAT = "astrohpc-climate-gp/1"
 
 
@@ -34,26 +28,6 @@ def export_gp(path: str | Path, model: Any, meta: Any, info: dict[str, Any]) -> 
     """Write `model` (a fitted GPClimate), the cube layout `meta` and `info` (the module doc's
     other keys) to `path` atomically."""
     from astrohpc.data.meta_state import meta_state
-    from astrohpc.train.export import plain
+    from astrohpc.train.export import plain, write_payload
 
-    payload = {"format": FORMAT, "gp": model.state_dict(), "meta": meta_state(meta), **plain(info)}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
-
-
-def read_gp_export(path: str | Path) -> dict[str, Any]:
-    """The payload (CheckpointError when `path` is not a GP climate export)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such GP climate export (the climate study writes STUDY_DIR/export/gp.pt)")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a GP climate export (format {payload.get('format')!r}, "
-                              f"expected {FORMAT!r})")
-    return payload
-
-
-def box_of(payload: dict[str, Any]) -> np.ndarray:
-    """The envelope [P, 2] (transformed parameters)."""
-    return np.asarray(payload["box"], np.float64)
+    return write_payload(path, {"format": FORMAT, "gp": model.state_dict(), "meta": meta_state(meta), **plain(info)})

@@ -82,8 +82,8 @@ def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
         "without a divergence flag**; "
         f"the earliest flag came after {summary['min_steps_without_divergence']} steps. Wall time per 10,000 steps of "
         f"one member: {summary['median_wall_s_per_10000_member_steps']:.0f} s on this CPU (members batched; a flagged "
-        f"member is frozen and costs nothing). Largest relative dry-mass error: "
-        f"{summary['max_dry_mass_rel_error']:.2g} (the dry-mass corrector, float64).")
+        f"member is frozen and costs nothing). Largest relative dry-mass error against the initial state, after the "
+        f"dry-mass corrector (rounding by construction): {summary['max_dry_mass_rel_error']:.2g}.")
     columns = ["run", "member", "steps_without_divergence", "divergence", "ts_initial_K", "ts_last_K",
                "ts_drift_K_per_1000", "dry_mass_max_rel_error", "adf_p_second_half", "ts_climatology_rmse_K"]
     report.table([{c: _number(r.get(c)) for c in columns} for r in rows], columns)
@@ -92,7 +92,32 @@ def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
                      "half (only for a member that got there). Climatology RMSE: the last "
                      f"{summary.get('climatology_steps') or '?'} steps' mean against the GCM run's own "
                      f"{_span(summary.get('gcm_mean_days'))} mean (the longest GCM climatology the runs have).")
+    _conservation_table(report, summary.get("conservation"))
     _plot_rollouts(report, study_dir, record)
+
+
+def _conservation_table(report: MarkdownReport, conservation: Any) -> None:
+    """Each conserved quantity's error per step, the network's own (before the correctors) beside the
+    corrected step's, over every member's steps before any flag."""
+    if not conservation:
+        return
+    rows = []
+    for q, entry in conservation.items():
+        for when in ("before", "after"):
+            e = entry.get(when) or {}
+            alone = when == "before"
+            rows.append({"quantity": q, "units (per step)": entry["units"],
+                         "when": "network alone (before the correctors)" if alone else "after the correctors",
+                         "mean abs. error per step": e.get("mean_abs_per_step"),
+                         "largest abs. error per step": e.get("max_abs_per_step"),
+                         "largest abs. sum over the rollout": e.get("max_abs_cumulative"),
+                         "what acts on it": entry.get("corrector") if when == "after" else "—"})
+    report.paragraph("**Conservation, before and after the correctors.** Per step: dry mass as the relative change of "
+                     "the global dry-air mass; water as the budget residual ΔW/step − (E − P); energy as ΔE/step − F̄ "
+                     "(0: the step conserves). The sum over the rollout is the drift those errors add up to (before "
+                     "the correctors: how far the quantity would have wandered had nothing put it back, to first "
+                     "order).")
+    report.table(rows, list(rows[0]))
 
 
 def add_ablation_section(report: MarkdownReport, study_dir: str | Path) -> None:

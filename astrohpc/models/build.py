@@ -34,6 +34,7 @@ from astrohpc.models.settings import ModelSettings
 from astrohpc.models.stepper import EmulatorStepper, static_normalization
 from astrohpc.models.uncertainty import GaussianPrediction
 from astrohpc.physics.correctors import CorrectorChain
+from astrohpc.physics.energy import flux_timing
 from astrohpc.physics.grid import SphereGrid
 from astrohpc.physics.losses import PhysicsLoss
 
@@ -110,15 +111,30 @@ def build_normalizer(meta: Any, plan: ChannelPlan, runs: Optional[Sequence[int]]
     return Normalizer.from_meta(meta, plan.cube_channels, runs)
 
 
-def build_correctors(settings: ModelSettings) -> Optional[CorrectorChain]:
+def model_flux_timing(plan: Optional[ChannelPlan], meta: Optional[Any]) -> str:
+    """How the model's states hold their fluxes: "step_means" on a cube whose step_mean_variables
+    hold them (datacube_step.h5), else "snapshots" (astrohpc.physics.energy.flux_timing)."""
+    if plan is None or meta is None:
+        return "snapshots"
+    return flux_timing(list(plan.table.variables), list(getattr(meta, "step_means", []) or []),
+                       f"the cube {getattr(meta, 'path', '?')}")
+
+
+def build_correctors(settings: ModelSettings, plan: Optional[ChannelPlan] = None,
+                     meta: Optional[Any] = None) -> Optional[CorrectorChain]:
+    """The hard correctors, or None; the energy corrector takes the fluxes as the cube holds them."""
     names = settings.physics.correctors or []
-    return CorrectorChain(names) if names else None
+    if not names:
+        return None
+    return CorrectorChain(names, model_flux_timing(plan, meta) if "energy" in names else "snapshots")
 
 
 def build_physics_loss(settings: ModelSettings, meta: Optional[Any] = None,
                        plan: Optional[ChannelPlan] = None) -> PhysicsLoss:
     """The weighted terms; with the cube and plan, a ConfigError when the model lacks a variable a term reads."""
-    loss = PhysicsLoss(settings.physics.loss_weights)
+    weights = settings.physics.loss_weights
+    energy = float(weights.get("energy_budget", 0.0) or 0.0) > 0
+    loss = PhysicsLoss(weights, model_flux_timing(plan, meta) if energy else "snapshots")
     if plan is not None:
         have = set(plan.table.variables) | set(plan.static)
         lacking = [v for v in loss.required_variables if v not in have]
@@ -265,7 +281,7 @@ def build_emulator(settings: ModelSettings, meta: Any, runs: Optional[Sequence[i
     stepper = EmulatorStepper(net, plan.table, plan.predicted, plan.forcing,
                               build_normalizer(meta, plan, runs), SphereGrid.from_meta(meta),
                               step_s, list(plan.static), static_mean, static_std,
-                              build_correctors(settings), plan.diagnostic, project)
+                              build_correctors(settings, plan, meta), plan.diagnostic, project)
     unknown = [v for v in settings.loss_weights if v not in plan.table.variables]
     if unknown:
         raise ConfigError(f"model.loss_weights: {', '.join(unknown)} not among the model's variables "
@@ -273,6 +289,10 @@ def build_emulator(settings: ModelSettings, meta: Any, runs: Optional[Sequence[i
     for var, w in settings.loss_weights.items():
         stepper.loss_weight[plan.table.index(var)] = float(w)
     stepper.plan = plan
+    try:
+        stepper.flux_timing = model_flux_timing(plan, meta)
+    except ConfigError:  # fluxes held both ways: no energy budget can be closed on this cube
+        stepper.flux_timing = None
     return stepper
 
 
@@ -296,7 +316,7 @@ def build_climate(settings: ModelSettings, meta: Any, runs: Optional[Sequence[in
     model = ClimateSurrogate(build_net(settings, plan, meta, n_bins), plan.table, build_normalizer(meta, plan, runs),
                              SphereGrid.from_meta(meta), heads, settings.spinup_steps, plan.scalars,
                              list(plan.static), static_mean, static_std, spectral_mean, spectral_std,
-                             build_correctors(settings))
+                             build_correctors(settings, plan, meta))
     model.plan = plan
     return model
 

@@ -41,6 +41,9 @@ class EmulatorStepper(nn.Module):
     static_mean/static_std: [S] normalisation of the static fields (over the training runs).
     correctors: a callable (before, after, grid, planet, step_s) -> state, or None.
     step_s: the time between two states (the cube's output interval), s.
+    flux_timing (attribute): how the states hold their fluxes, "snapshots" or "step_means"
+    (astrohpc.physics.energy.step_mean_flux; set by build_emulator from the cube), or None when
+    the cube holds them both ways and no energy budget can be closed.
     """
 
     def __init__(self, net: nn.Module, table: ChannelTable, predicted: Sequence[int], forcing: Sequence[int],
@@ -66,6 +69,7 @@ class EmulatorStepper(nn.Module):
         self.register_buffer("static_std", torch.ones(s, dtype=torch.float64) if static_std is None
                              else torch.as_tensor(static_std, dtype=torch.float64))
         self.correctors = correctors
+        self.flux_timing: Optional[str] = "snapshots"
 
     @property
     def in_channels(self) -> int:

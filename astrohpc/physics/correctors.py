@@ -20,7 +20,7 @@ import torch
 
 from astrohpc.errors import ConfigError
 from astrohpc.physics.constants import PlanetConstants
-from astrohpc.physics.energy import column_energy, step_mean_flux
+from astrohpc.physics.energy import FLUX_TIMINGS, column_energy, step_mean_flux
 from astrohpc.physics.grid import SphereGrid, global_mean
 from astrohpc.physics.mass import column_dry_mass, layer_mass
 from astrohpc.physics.state import Scalar, State, dsigma64, fields64, per_sample
@@ -61,10 +61,11 @@ def dry_mass_corrector(before: State, after: State, grid: SphereGrid, planet: Pl
 
 
 def energy_corrector(before: State, after: State, grid: SphereGrid, planet: PlanetConstants,
-                     step_s: Scalar) -> dict[str, torch.Tensor]:
+                     step_s: Scalar, timing: str = "snapshots") -> dict[str, torch.Tensor]:
     """{"ta"}: one temperature increment δT (K) per sample, the same at every level and column,
     added so that the global-mean column energy changes by F̄·step (astrohpc.physics.energy: F is
-    the net flux into the atmosphere, the mean of its values at both ends of the step).
+    the net flux into the atmosphere; F̄ its mean over the step, from the states as `timing` says:
+    the two ends' snapshots, or `after`'s step means).
 
     E is linear in T with dE/dT = cp ps/g Σ Δσ per column, so δT = (F̄·step − ΔĒ) / mean(cp ps/g Σ Δσ)
     closes `energy_budget_residual` to float64 rounding. Reads what the column energy and the
@@ -73,7 +74,7 @@ def energy_corrector(before: State, after: State, grid: SphereGrid, planet: Plan
     e_before = column_energy(before, grid, planet)
     e_after = column_energy(after, grid, planet)
     gap = global_mean(e_after - e_before, grid)  # [B] J m⁻²
-    wanted = global_mean(step_mean_flux(before, after), grid) * per_sample(step_s, gap)  # [B] J m⁻²
+    wanted = global_mean(step_mean_flux(before, after, timing), grid) * per_sample(step_s, gap)  # [B] J m⁻²
     ps, ta = fields64(after, ("ps", "ta"), "the energy corrector")
     heat_capacity = per_sample(planet.cp_J_kg_K, ps) * ps / per_sample(planet.gravity_m_s2, ps) \
         * dsigma64(grid, ta).sum()  # J m⁻² K⁻¹ per column
@@ -91,9 +92,14 @@ ORDER = ("humidity", "dry_mass", "energy")
 
 class CorrectorChain:
     """The correctors `names` (keys of CORRECTORS), applied in ORDER; calling it returns `after`
-    with every corrected field replaced (a new dict; the inputs are not modified)."""
+    with every corrected field replaced (a new dict; the inputs are not modified).
+    flux_timing: how the states hold their fluxes, for the energy corrector
+    (astrohpc.physics.energy.step_mean_flux)."""
 
-    def __init__(self, names: Sequence[str]):
+    def __init__(self, names: Sequence[str], flux_timing: str = "snapshots"):
+        if flux_timing not in FLUX_TIMINGS:
+            raise ConfigError(f"flux timing {flux_timing!r}: expected one of {', '.join(FLUX_TIMINGS)}")
+        self.flux_timing = flux_timing
         unknown = [name for name in names if name not in CORRECTORS]
         if unknown:
             raise ConfigError(f"unknown corrector {', '.join(map(repr, unknown))}; valid: {', '.join(CORRECTORS)}")
@@ -106,8 +112,12 @@ class CorrectorChain:
                  step_s: Scalar) -> dict[str, torch.Tensor]:
         state = dict(after)
         for name in self.names:
-            state.update(CORRECTORS[name](before, state, grid, planet, step_s))
+            if name == "energy":
+                state.update(energy_corrector(before, state, grid, planet, step_s, self.flux_timing))
+            else:
+                state.update(CORRECTORS[name](before, state, grid, planet, step_s))
         return state
 
     def __repr__(self) -> str:
-        return f"CorrectorChain({self.names})"
+        timing = "" if self.flux_timing == "snapshots" else f", flux_timing={self.flux_timing!r}"
+        return f"CorrectorChain({self.names}{timing})"

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import torch
 
+from astrohpc.errors import ConfigError
 from astrohpc.physics.constants import PlanetConstants
 from astrohpc.physics.grid import SphereGrid, global_mean
 from astrohpc.physics.state import Scalar, State, dsigma64, fields64, per_sample
 from astrohpc.planet import LATENT_HEAT_VAPORISATION_J_KG
 
 SURFACE_FLUXES = ("rss", "rls", "hfss", "hfls")
+FLUX_VARIABLES = ("ntr", "rst", "rlut", *SURFACE_FLUXES)
+FLUX_TIMINGS = ("snapshots", "step_means")
 ENERGY_FIELDS = ("ps", "ta", "hus", "ua", "va", "sg")
 
 
@@ -52,6 +55,20 @@ def atmosphere_net_flux(state: State) -> torch.Tensor:
     return toa_net_flux(state) - (rss + rls + hfss + hfls)
 
 
+def flux_timing(flux_names: list[str] | tuple[str, ...], step_means: list[str] | tuple[str, ...],
+                where: str = "the cube") -> str:
+    """How states carrying the fluxes `flux_names` hold them: "step_means" when every one of them is
+    among `step_means` (the variables averaged over the step into each state), "snapshots" when none
+    is; a ConfigError naming `where` when they are mixed (no budget can be closed from both)."""
+    fluxes = [v for v in flux_names if v in FLUX_VARIABLES]
+    means = [v for v in fluxes if v in step_means]
+    if means and len(means) < len(fluxes):
+        raise ConfigError(f"{where} holds {', '.join(means)} as means over the step but "
+                          f"{', '.join(v for v in fluxes if v not in means)} as snapshots: the energy budget "
+                          "needs all its fluxes alike (list every flux in data.step_mean_variables, or none)")
+    return "step_means" if means else "snapshots"
+
+
 def toa_energy_balance(state: State, grid: SphereGrid) -> torch.Tensor:
     """[B] W m⁻²: absorbed shortwave − outgoing longwave, the global mean of rst + rlut (= ntr);
     > 0: the planet gains energy."""
@@ -59,16 +76,25 @@ def toa_energy_balance(state: State, grid: SphereGrid) -> torch.Tensor:
     return global_mean(rst + rlut, grid)
 
 
-def step_mean_flux(before: State, after: State) -> torch.Tensor:
-    """[B, lat, lon] W m⁻²: F over a step, the mean of its values at both ends (snapshots are
-    instantaneous; the trapezoid is what two snapshots allow)."""
+def step_mean_flux(before: State, after: State, timing: str = "snapshots") -> torch.Tensor:
+    """[B, lat, lon] W m⁻²: F averaged over the step before -> after.
+
+    timing (FLUX_TIMINGS): "snapshots" — both states hold instantaneous fluxes, and the mean of the
+    two ends is what they allow (a poor estimate when the sun moves between them: a day of a slowly
+    rotating planet); "step_means" — `after` holds the fluxes averaged over the step into it (a
+    cube's step_mean_variables, astrohpc/data/step_means.py): that is F̄ itself."""
+    if timing == "step_means":
+        return atmosphere_net_flux(after)
+    if timing != "snapshots":
+        raise ValueError(f"flux timing {timing!r}: expected one of {', '.join(FLUX_TIMINGS)}")
     return 0.5 * (atmosphere_net_flux(before) + atmosphere_net_flux(after))
 
 
 def energy_budget_residual(before: State, after: State, grid: SphereGrid, planet: PlanetConstants,
-                           step_s: Scalar) -> torch.Tensor:
+                           step_s: Scalar, timing: str = "snapshots") -> torch.Tensor:
     """[B] W m⁻²: global mean of (E(after) − E(before))/step − F̄; 0 when the column energy changes
-    by what the fluxes bring. step_s: the time between the states, s (float or [B])."""
+    by what the fluxes bring. step_s: the time between the states, s (float or [B]); timing: how
+    the states hold their fluxes (step_mean_flux)."""
     tendency = column_energy(after, grid, planet) - column_energy(before, grid, planet)
-    flux = step_mean_flux(before, after)
+    flux = step_mean_flux(before, after, timing)
     return global_mean(tendency / per_sample(step_s, tendency) - flux, grid)

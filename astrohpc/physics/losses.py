@@ -35,7 +35,7 @@ import torch
 
 from astrohpc.errors import ConfigError
 from astrohpc.physics.constants import PlanetConstants
-from astrohpc.physics.energy import ENERGY_FIELDS, SURFACE_FLUXES, energy_budget_residual
+from astrohpc.physics.energy import ENERGY_FIELDS, FLUX_TIMINGS, SURFACE_FLUXES, energy_budget_residual
 from astrohpc.physics.gas import ideal_gas_residual_field
 from astrohpc.physics.grid import SphereGrid, global_mean
 from astrohpc.physics.humidity import negative_water
@@ -50,8 +50,8 @@ def hydrostatic_loss(before: State, after: State, grid: SphereGrid, planet: Plan
 
 
 def energy_budget_loss(before: State, after: State, grid: SphereGrid, planet: PlanetConstants,
-                       step_s: Scalar) -> torch.Tensor:
-    return (energy_budget_residual(before, after, grid, planet, step_s) ** 2).mean()
+                       step_s: Scalar, timing: str = "snapshots") -> torch.Tensor:
+    return (energy_budget_residual(before, after, grid, planet, step_s, timing) ** 2).mean()
 
 
 def toa_balance_loss(before: State, after: State, grid: SphereGrid, planet: PlanetConstants,
@@ -101,10 +101,14 @@ class PhysicsLoss:
     """Weighted physics loss terms (see the module doc for each term's value and unit).
 
     weights: {term: weight ≥ 0}; terms from LOSS_TERMS; an unknown term, or a negative or
-    non-finite weight, is a ConfigError. Terms of weight 0 are off.
+    non-finite weight, is a ConfigError. Terms of weight 0 are off. flux_timing: how the states hold
+    their fluxes, for energy_budget (astrohpc.physics.energy.step_mean_flux).
     """
 
-    def __init__(self, weights: Mapping[str, float]):
+    def __init__(self, weights: Mapping[str, float], flux_timing: str = "snapshots"):
+        if flux_timing not in FLUX_TIMINGS:
+            raise ConfigError(f"flux timing {flux_timing!r}: expected one of {', '.join(FLUX_TIMINGS)}")
+        self.flux_timing = flux_timing
         unknown = [name for name in weights if name not in TERMS]
         if unknown:
             raise ConfigError(f"physics loss: unknown term {', '.join(map(repr, unknown))}; "
@@ -122,7 +126,9 @@ class PhysicsLoss:
     def __call__(self, before: State, after: State, grid: SphereGrid, planet: PlanetConstants,
                  step_s: Scalar) -> dict[str, torch.Tensor]:
         """{term: float64 scalar} for the active terms, and "total" = Σ weight·term (0 when none is on)."""
-        terms = {name: TERMS[name](before, after, grid, planet, step_s) for name in self.weights}
+        terms = {name: energy_budget_loss(before, after, grid, planet, step_s, self.flux_timing)
+                 if name == "energy_budget" else TERMS[name](before, after, grid, planet, step_s)
+                 for name in self.weights}
         total = sum((self.weights[name] * value for name, value in terms.items()),
                     torch.zeros((), dtype=torch.float64, device=next(iter(after.values())).device))
         return {**terms, "total": total}

@@ -16,8 +16,9 @@ last accepted state. Reasons: "non-finite", "temperature", "growth".
 
 Diagnostics, float64 arrays [steps, B] (row i: the state after step i + 1), present when the
 channels allow (see DIAGNOSTICS for units): ts, ta (mass-weighted), toa_net, energy, energy_drift,
-energy_residual, dry_mass, dry_mass_rel_error, state_norm (what the growth test reads) and
-twin_distance (when `twins` are given).
+dry_mass, dry_mass_rel_error, state_norm (what the growth test reads), twin_distance (when `twins`
+are given), and each conserved quantity's error of the step before and after the correctors
+(astrohpc.studies.conservation: dry_mass_before/after, water_before/after, energy_before/after).
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ import torch
 from astrohpc.atomic_write import atomic_path
 from astrohpc.physics.constants import FIELDS as PLANET_FIELDS
 from astrohpc.physics.constants import PlanetConstants
-from astrohpc.physics.energy import ENERGY_FIELDS, SURFACE_FLUXES, column_energy, energy_budget_residual, toa_net_flux
+from astrohpc.physics.energy import ENERGY_FIELDS, column_energy, toa_net_flux
 from astrohpc.physics.grid import global_mean
 from astrohpc.physics.insolation import DAY_S, Orbit, toa_insolation
 from astrohpc.physics.mass import column_dry_mass
+from astrohpc.studies import conservation
+from astrohpc.studies.conservation import QUANTITIES, WHEN
 from astrohpc.studies.scores import rmse_bias
 
 log = logging.getLogger(__name__)
@@ -52,11 +55,11 @@ DIAGNOSTICS: dict[str, tuple[str, str]] = {
     "toa_net": ("W m-2", "global-mean net downward TOA radiative flux"),
     "energy": ("J m-2", "global-mean column energy (cp T + Lv q + kinetic + surface geopotential)"),
     "energy_drift": ("J m-2", "global-mean column energy minus the initial state's"),
-    "energy_residual": ("W m-2", "energy budget residual of the step (tendency minus net flux into the air)"),
     "dry_mass": ("kg m-2", "global-mean dry-air column mass"),
     "dry_mass_rel_error": ("1", "relative error of the global dry-air mass against the initial state's"),
     "state_norm": ("1", "root-mean-square of the normalised predicted channels"),
     "twin_distance": ("1", "root-mean-square normalised distance to the twin member"),
+    **{f"{q}_{when}": (units, f"{name}: {WHEN[when]}") for q, (units, name) in QUANTITIES.items() for when in WHEN},
 }
 Forcing = Callable[[int], torch.Tensor]
 
@@ -297,10 +300,9 @@ def available_diagnostics(model: Any, planet: Optional[PlanetConstants], twins: 
         names.append("toa_net")
     if planet is not None and set(ENERGY_FIELDS) <= have and sigma:
         names += ["energy", "energy_drift"]
-        if toa and set(SURFACE_FLUXES) <= have:
-            names.append("energy_residual")
     if planet is not None and {"ps", "hus"} <= have and sigma:
         names += ["dry_mass", "dry_mass_rel_error"]
+    names += conservation.series_names(conservation.available(model, planet))
     names.append("state_norm")
     if twins:
         names.append("twin_distance")
@@ -331,8 +333,10 @@ def _state_norm(model: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def _diagnose(model: Any, names: Sequence[str], x: torch.Tensor, before: Optional[torch.Tensor],
-              static: Optional[torch.Tensor], planet: Optional[PlanetConstants]) -> dict[str, torch.Tensor]:
-    """The per-state diagnostics (those not relative to the initial state) of x [b, C, lat, lon]: name -> [b]."""
+              static: Optional[torch.Tensor], planet: Optional[PlanetConstants],
+              raw: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    """The per-state diagnostics (those not relative to the initial state) of x [b, C, lat, lon]: name -> [b].
+    before: the state x stepped from; raw: the network's prediction of x before the correctors."""
     grid = model.grid.to(torch.float64, x.device)
     state = model.physics_state(x, static)
     out: dict[str, torch.Tensor] = {"state_norm": _state_norm(model, x)}
@@ -345,9 +349,9 @@ def _diagnose(model: Any, names: Sequence[str], x: torch.Tensor, before: Optiona
         out["toa_net"] = global_mean(toa_net_flux(state), grid)
     if "energy" in names:
         out["energy"] = global_mean(column_energy(state, grid, planet), grid)
-    if "energy_residual" in names and before is not None:
-        out["energy_residual"] = energy_budget_residual(model.physics_state(before, static), state, grid, planet,
-                                                        model.step_s)
+    quantities = [q for q in QUANTITIES if f"{q}_before" in names]
+    if quantities and before is not None and raw is not None:
+        out.update(conservation.step_errors(model, quantities, before, raw, x, static, planet))
     if "dry_mass" in names:
         out["dry_mass"] = global_mean(column_dry_mass(state["ps"], state["hus"], grid, planet), grid)
     return out
@@ -470,8 +474,9 @@ def _run(model: Any, x0: torch.Tensor, params: torch.Tensor, static: Optional[to
         f = f.expand(b, *f.shape) if f.ndim == 3 else f
         before, s = _rows(x, idx), _rows(static, idx)
         p = _planet_rows(planet, idx)
-        nxt = model(before, _rows(f, idx), _rows(params, idx), s, p).to(torch.float64)
-        diag = _diagnose(model, names, nxt, before, s, p)
+        raw = model(before, _rows(f, idx), _rows(params, idx), s, p, False)  # the network alone
+        nxt = model.correct(before, raw, s, p).to(torch.float64)
+        diag = _diagnose(model, names, nxt, before, s, p, raw.to(torch.float64))
         norm = diag["state_norm"]
         reference = torch.as_tensor(norm_sum[active] / norm_count[active], device=device)
         reasons = _divergence(nxt, norm, reference, limits, temps)

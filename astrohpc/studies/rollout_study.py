@@ -50,6 +50,7 @@ def _state_path(study_dir: Path, task_id: int) -> Path:
 
 
 def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
+    from astrohpc.studies import conservation
     from astrohpc.studies import rollout as engine
     from astrohpc.studies.baselines import read_time_means
     from astrohpc.studies.studied_cube import studied_cube
@@ -111,6 +112,8 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
         if "dry_mass_rel_error" in d:
             err = d["dry_mass_rel_error"][:, m]
             row["dry_mass_max_rel_error"] = float(np.nanmax(np.abs(err))) if np.isfinite(err).any() else None
+        row["conservation"] = {name: conservation.summarize(d[name][:, m]) for name in d
+                               if name.endswith(("_before", "_after"))}
         second = ts[half:]
         row["adf_second_half"] = engine.adf_test(second) if np.isfinite(second).all() and len(second) > 20 else None
         row["climatology_count"] = float(clim["count"][m])
@@ -126,6 +129,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     wall_per_10k = result.state.wall_s / max(result.steps_done, 1) * 10_000
     live = int(np.isfinite(d["ts"]).sum())  # member-steps actually computed (a flagged member is frozen)
     return {"run": task["run"], "cube": cube.provenance(), "steps": steps, "members": per_member, "lyapunov": lyapunov,
+            "correctors": conservation.describe(model),
             "wall_s": result.state.wall_s, "cpu_s": result.state.cpu_s, "wall_s_per_10000_steps": wall_per_10k,
             "live_member_steps": live, "wall_s_per_10000_member_steps": result.state.wall_s / max(live, 1) * 10_000,
             "batch": len(members), "netcdf": str(netcdf), "step_days": result.state.step_s / 86400.0,
@@ -168,6 +172,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
                "median_wall_s_per_10000_member_steps": float(np.median([r["wall_s_per_10000_member_steps"]
                                                                         for r in results])),
                "max_dry_mass_rel_error": max((r["dry_mass_max_rel_error"] or 0.0) for r in rows),
+               "conservation": _conservation(results),
                "lyapunov": {r["run"]: r["lyapunov"] for r in results}, "partial": record.get("partial", False),
                "cube": results[0].get("cube"),  # where the runs came from (provenance)
                # settings the report states, as they were run
@@ -175,3 +180,26 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
                "gcm_mean_days": sorted({r.get("gcm_mean_days") for r in results if r.get("gcm_mean_days")})}
     write_json(study_dir / "summary.json", summary)
     return {"table": str(study_dir / "rollout.csv"), "summary": str(study_dir / "summary.json")}
+
+
+def _conservation(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per quantity and before/after the correctors, over every member: the mean absolute error per
+    step (mean over members), the largest, and the largest |cumulative| (the drift it adds up to);
+    with what acts on each quantity after the network."""
+    from astrohpc.studies.conservation import QUANTITIES
+
+    out: dict[str, Any] = {}
+    for q, (units, _) in QUANTITIES.items():
+        entry: dict[str, Any] = {"units": units, "corrector": results[0].get("correctors", {}).get(q)}
+        for when in ("before", "after"):
+            stats = [m["conservation"][f"{q}_{when}"] for r in results for m in r["members"]
+                     if f"{q}_{when}" in m.get("conservation", {}) and m["conservation"][f"{q}_{when}"]["steps"]]
+            if not stats:
+                break
+            entry[when] = {"mean_abs_per_step": float(np.mean([s["mean_abs"] for s in stats])),
+                           "max_abs_per_step": float(max(s["max_abs"] for s in stats)),
+                           "max_abs_cumulative": float(max(abs(s["cumulative"]) for s in stats)),
+                           "steps": int(sum(s["steps"] for s in stats))}
+        else:
+            out[q] = entry
+    return out

@@ -114,15 +114,16 @@ def training_climatology(model: Any, meta: Any, train_runs: Sequence[int]) -> np
 def lead_scores(model: Any, meta: Any, param_norm: dict, runs: Sequence[int], leads: int, stride: int,
                 lim: Any, climatology: np.ndarray) -> dict[str, Any]:
     """See the module doc (short leads). Returns rmse {method: {variable: [lead 1..leads]}}, the
-    number of forecasts and the dry-mass relative change per step before/after the correctors."""
-    from astrohpc.physics.grid import global_mean
-    from astrohpc.physics.mass import column_dry_mass
+    number of forecasts and each conserved quantity's error per step before/after the correctors
+    (astrohpc.studies.conservation)."""
+    from astrohpc.studies import conservation
 
     groups = channel_groups(model)
     area = np.asarray(meta.area_weight, np.float64)
     sums = _Sums(leads, groups, area)
     prog, forcing = model.predicted, model.forcing
-    mass_before, mass_after, forecasts = [], [], 0
+    errors: dict[str, list[np.ndarray]] = {}
+    forecasts = 0
     for run in runs:
         states = read_run(meta, run, model.plan.cube_channels)
         starts = np.arange(0, len(states) - leads, stride)
@@ -143,12 +144,15 @@ def lead_scores(model: Any, meta: Any, param_norm: dict, runs: Sequence[int], le
                 f_next = torch.as_tensor(truth[:, forcing.numpy()])
                 raw = model.predict(x, f_next, params, static)
                 nxt = model.correct(x, raw, static, planet)
-                state_x, state_raw, state_nxt = (model.physics_state(s, static) for s in (x, raw, nxt))
-                m0 = global_mean(column_dry_mass(state_x["ps"], state_x["hus"], model.grid, planet), model.grid)
-                m_raw = global_mean(column_dry_mass(state_raw["ps"], state_raw["hus"], model.grid, planet), model.grid)
-                m_nxt = global_mean(column_dry_mass(state_nxt["ps"], state_nxt["hus"], model.grid, planet), model.grid)
-                mass_before.append(((m_raw - m0) / m0).abs().numpy())
-                mass_after.append(((m_nxt - m0) / m0).abs().numpy())
+                quantities = conservation.available(model, planet)
+                for name, value in conservation.step_errors(model, quantities, x, raw, nxt, static, planet).items():
+                    errors.setdefault(name, []).append(value.numpy())
+                if lead == 0:  # the GCM's own steps, the floor a budget can be closed to with these fields
+                    gcm_step = torch.as_tensor(truth)
+                    for name, value in conservation.step_errors(model, quantities, torch.as_tensor(states[starts]),
+                                                                gcm_step, gcm_step, static, planet).items():
+                        if name.endswith("_after"):
+                            errors.setdefault(name.replace("_after", "_gcm"), []).append(value.numpy())
                 x = nxt
                 pred = x.numpy()
                 x_lim = lim.step(x_lim, truth[:, forcing.numpy()], zp)
@@ -161,14 +165,28 @@ def lead_scores(model: Any, meta: Any, param_norm: dict, runs: Sequence[int], le
     if not forecasts:
         return None
     rmse = sums.rmse()
-    before, after = np.concatenate(mass_before), np.concatenate(mass_after)
     return {"rmse": rmse, "forecasts": forecasts, "leads": leads, "stride": stride,
-            "dry_mass_rel_change_per_step": {"before_corrector_mean": float(before.mean()),
-                                             "before_corrector_max": float(before.max()),
-                                             "after_corrector_mean": float(after.mean()),
-                                             "after_corrector_max": float(after.max()),
-                                             "corrector": "dry_mass (astrohpc/physics/correctors.py): ps rescaled to "
-                                                          "the previous state's global dry-air mass, float64"}}
+            "conservation_per_step": conservation_figures(model, errors)}
+
+
+def conservation_figures(model: Any, errors: dict[str, list[np.ndarray]]) -> dict[str, Any]:
+    """{quantity: {units, corrector, before: {mean_abs, max_abs}, after: {…}, gcm: {…}}} over every forecast
+    step (gcm: the GCM's own one-step changes, the floor these fields allow)."""
+    from astrohpc.studies.conservation import QUANTITIES, describe
+
+    notes = describe(model)
+    out: dict[str, Any] = {}
+    for q, (units, _) in QUANTITIES.items():
+        if f"{q}_before" not in errors:
+            continue
+        entry: dict[str, Any] = {"units": units, "corrector": notes[q]}
+        for when in ("before", "after", "gcm"):
+            if f"{q}_{when}" not in errors:
+                continue
+            values = np.abs(np.concatenate(errors[f"{q}_{when}"]))
+            entry[when] = {"mean_abs": float(values.mean()), "max_abs": float(values.max())}
+        out[q] = entry
+    return out
 
 
 def ratios(rmse: dict[str, dict[str, list[float]]], baseline: str, lead: int = 0) -> dict[str, float]:

@@ -144,3 +144,42 @@ def test_chain_rejects_unknown_and_repeated_names():
     assert set(ORDER) == set(CORRECTORS)
     assert CorrectorChain([]).names == []
 
+
+
+def test_energy_corrector_with_step_mean_fluxes_uses_the_fluxes_into_after(cube_steps):
+    """On a step-mean cube `after` holds F averaged over the step: the corrector closes
+    ΔE/step = F(after) alone, whatever `before`'s fluxes are (the trapezoid would mix in the
+    instant of the earlier snapshot)."""
+    from astrohpc.physics.energy import atmosphere_net_flux, column_energy
+    from astrohpc.physics.grid import global_mean
+
+    c = cube_steps
+    before, after = prediction(c)
+    before_other = {**before, "ntr": before["ntr"] + 40.0}  # another instant of the sun: F(before) differs
+    fixed = CorrectorChain(["energy"], "step_means")(before_other, after, c.grid, c.planet, c.step_s)
+    # reference by hand: the global-mean column energy changes by the mean flux into `after` × step
+    gain = global_mean(column_energy(fixed, c.grid, c.planet) - column_energy(before, c.grid, c.planet), c.grid)
+    wanted = global_mean(atmosphere_net_flux(after), c.grid) * c.step_s
+    np.testing.assert_allclose((gain / c.step_s).numpy(), (wanted / c.step_s).numpy(), rtol=0, atol=1e-6)
+    assert float(energy_budget_residual(before_other, fixed, c.grid, c.planet, c.step_s,
+                                        "step_means").abs().max()) <= 1e-6
+    # the snapshot rule asks for the mean of both ends instead: ½(F(before) − F(after)) more per second
+    trapezoid = CorrectorChain(["energy"])(before_other, after, c.grid, c.planet, c.step_s)
+    delta = global_mean(column_energy(trapezoid, c.grid, c.planet) - column_energy(fixed, c.grid, c.planet), c.grid)
+    half_gap = 0.5 * global_mean(atmosphere_net_flux(before_other) - atmosphere_net_flux(after), c.grid)
+    assert float(half_gap.abs().min()) > 10.0  # the two rules differ by more than rounding here
+    np.testing.assert_allclose((delta / c.step_s).numpy(), half_gap.numpy(), rtol=1e-6)
+
+
+def test_flux_timing_from_the_cube():
+    from astrohpc.physics.energy import flux_timing
+
+    fluxes = ["ntr", "rss", "rls", "hfss", "hfls"]
+    assert flux_timing(["ta", *fluxes], []) == "snapshots"
+    assert flux_timing(["ta", *fluxes], ["pr", *fluxes]) == "step_means"
+    assert flux_timing(["ta", "ps"], ["pr"]) == "snapshots"  # no flux at all
+    with pytest.raises(ConfigError, match=r"cube x\.h5 holds ntr, rss as means over the step but rls, hfss, hfls "
+                                          r"as snapshots.*data\.step_mean_variables"):
+        flux_timing(fluxes, ["ntr", "rss"], "the cube x.h5")
+    with pytest.raises(ConfigError, match="flux timing 'daily'"):
+        CorrectorChain(["energy"], "daily")

@@ -93,8 +93,9 @@ def test_batched_rollout_conserves_dry_mass_and_stays_finite(emulator, long_run,
     model, _, inputs = emulator
     result = long_run
     assert result.steps_done == result.steps_run == STEPS and result.flags == [None, None]
-    assert set(result.diagnostics) >= {"ts", "ta", "toa_net", "energy", "energy_drift", "energy_residual",
-                                       "dry_mass", "dry_mass_rel_error", "state_norm"}
+    assert set(result.diagnostics) >= {"ts", "ta", "toa_net", "energy", "energy_drift", "energy_before",
+                                       "energy_after", "water_before", "water_after", "dry_mass_before",
+                                       "dry_mass_after", "dry_mass", "dry_mass_rel_error", "state_norm"}
     for name, series in result.diagnostics.items():
         assert series.shape == (STEPS, 2) and series.dtype == np.float64, name
         assert np.isfinite(series).all(), name
@@ -277,3 +278,27 @@ def test_twin_runs_record_their_distance(physics_cube, emulator):
     assert growth.min() <= est["rate_per_step"][0] <= growth.max()
     assert est["efolding_days"][0] == pytest.approx(model.step_s / 86400.0 / est["rate_per_step"][0], rel=1e-12)
     assert 0.0 <= est["r2"][0] <= 1.0
+
+
+def test_conservation_before_and_after_the_correctors(emulator, long_run):
+    """The per-step errors the rollout records: the network's own (before) and the corrected step's
+    (after), here recomputed for step 1 straight from the model's prediction."""
+    from astrohpc.physics.grid import global_mean
+    from astrohpc.physics.mass import column_dry_mass
+    from astrohpc.studies.conservation import summarize
+
+    model, _, inputs = emulator
+    d = long_run.diagnostics
+    assert np.abs(d["dry_mass_after"]).max() <= 1e-12  # the corrector: rounding by construction
+    assert np.abs(d["dry_mass_before"]).max() > 1e-8  # the network alone does not conserve
+    x0, planet = inputs["x0"].double(), inputs["planet"]
+    static = inputs["static"].double()
+    with torch.no_grad():
+        raw = model(x0, inputs["forcing"](1).double().expand(2, -1, -1, -1), inputs["params"], static, planet, False)
+    grid = model.grid.to(torch.float64)
+    mass = [global_mean(column_dry_mass(model.physics_state(s, static)["ps"], model.physics_state(s, static)["hus"],
+                                        grid, planet), grid) for s in (x0, raw.double())]
+    np.testing.assert_allclose(d["dry_mass_before"][0], ((mass[1] - mass[0]) / mass[0]).numpy(), rtol=1e-9)
+    assert np.isfinite(d["energy_before"]).all() and np.isfinite(d["water_after"]).all()
+    s = summarize(np.array([1.0, -3.0, np.nan, 0.5]))
+    assert s == {"mean_abs": 1.5, "max_abs": 3.0, "cumulative": -1.5, "steps": 3}

@@ -185,18 +185,21 @@ def skill_table(s: dict, climate: dict | None) -> str:
         eq = climate["equilibrium"]
         lines += ["", "Climate surrogate (GP), leave-one-out over the runs inside the envelope "
                       f"({climate['n_runs']} runs; each run's climate: the mean of its last {climate['average_days']} "
-                      "days). The GCM runs were **not at equilibrium** over that window: TOA imbalance "
+                      "days). Over that window the GCM runs' TOA imbalance spans "
                       f"{min(r['toa_imbalance_W_m2'] for r in eq):.1f} to "
                       f"{max(r['toa_imbalance_W_m2'] for r in eq):.1f} W m⁻², ts trend "
                       f"{min(r['ts_trend_K_per_yr'] for r in eq):.0f} to "
                       f"{max(r['ts_trend_K_per_yr'] for r in eq):.0f} K yr⁻¹ (runs/climate/climate_summary.json).", "",
-                  "| variable | GP | nearest run | linear | quadratic | ensemble mean | GP ÷ nearest | GP ÷ best "
-                  "regression | 95 % coverage |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| variable | GP | nearest run | linear | quadratic | ensemble mean | GCM twin floor | GP ÷ nearest | "
+                  "GP ÷ best regression | GP ÷ twin floor | 95 % coverage |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        floor, to_floor = climate.get("twin_floor") or {}, climate.get("loo_ratio_to_twin_floor") or {}
         for v, by in climate["loo_rmse"].items():
             lines.append(f"| {v} | {fmt(by['gp'])} | {fmt(by['nearest'])} | {fmt(by['linear'])} | "
-                         f"{fmt(by['quadratic'])} | {fmt(by['ensemble_mean'])} | "
+                         f"{fmt(by['quadratic'])} | {fmt(by['ensemble_mean'])} | {fmt(floor.get(v))} | "
                          f"{fmt(climate['loo_ratio_to_nearest'][v])} | "
-                         f"{fmt(climate['loo_ratio_to_best_regression'][v])} | {fmt(climate['coverage95'][v])} |")
+                         f"{fmt(climate['loo_ratio_to_best_regression'][v])} | "
+                         f"{fmt((to_floor.get(v) or {}).get('gp'))} | {fmt(climate['coverage95'][v])} |")
+        lines += ["", f"Twin floor: {climate.get('twin_floor_note', 'not measured')}."]
         ood = climate["ood"]
         lines.append("")
         gcm_cpu, speedup = climate.get("exoplasim_cpu_s_per_run"), climate.get("speedup_cpu_vs_exoplasim_run")

@@ -34,8 +34,10 @@ def add_climate_section(report: MarkdownReport, study_dir: str | Path) -> None:
         f"{s['average_days']} days. Physical units, area-weighted; RMSE pooled over the held-out runs. The baselines "
         f"use the same training runs.{partial_note(s)}")
     rows = []
+    floor, to_floor = s.get("twin_floor") or {}, s.get("loo_ratio_to_twin_floor") or {}
     for v, by in s["loo_rmse"].items():
-        rows.append({"variable": v, **{m: by[m] for m in METHODS},
+        rows.append({"variable": v, **{m: by[m] for m in METHODS}, "GCM twin floor": floor.get(v),
+                     "GP ÷ twin floor": (to_floor.get(v) or {}).get("gp"),
                      "GP ÷ nearest": s["loo_ratio_to_nearest"][v],
                      "GP ÷ best regression": s["loo_ratio_to_best_regression"][v],
                      "coverage 68 %": s["coverage68"][v], "coverage 95 %": s["coverage95"][v], "CRPS": s["crps"][v]})

@@ -22,8 +22,12 @@ on the LOO runs at aggregation).
 Cost: CPU time of one prediction (astrohpc.cost_clock, process and children) beside the GCM's
 own CPU time per run from each run's summary.json (both as CPU time; wall × cores beside).
 
+Twin floor: with `study.climate_twins` > 0, that many inside runs are rerun as GCM twins (one task
+each, instellation + study.twin_delta_instellation_W_m2); the RMSE of a twin's time mean against
+its run's, pooled, is the GCM's own floor, and every LOO RMSE is also given as a ratio to it.
+
 Aggregation: climate.csv (per run, channel, method), climate_summary.json (pooled scores, ratios
-to the nearest run and the best regression, coverage, OOD verdicts, equilibrium of each run: TOA
+to the nearest run, the best regression and the twin floor, coverage, OOD verdicts, equilibrium of each run: TOA
 imbalance and ts trend over the averaging window) and summary.json in the study folder (the keys
 `make skill` reports); and export/gp.pt, the GP fitted on every inside run with its envelope and
 σ threshold (astrohpc.train.gp_export), which `astrohpc predict` reads.
@@ -128,7 +132,22 @@ def expand(cfg: Any) -> list[dict[str, Any]]:
         log.warning("runs %s are shorter than twice study.average_days: their mean includes the adjustment",
                     ", ".join(short))
     return ([{"held_out": r, "kind": "loo", "cube": str(cube)} for r in inputs["inside"]]
-            + [{"held_out": r, "kind": "outside", "cube": str(cube)} for r in inputs["outside"]])
+            + [{"held_out": r, "kind": "outside", "cube": str(cube)} for r in inputs["outside"]]
+            + [{"held_out": r, "kind": "twin", "cube": str(cube)} for r in twin_runs(cfg, inputs["inside"])])
+
+
+def twin_runs(cfg: Any, inside: list[str]) -> list[str]:
+    """The `study.climate_twins` inside runs rerun as GCM twins, evenly spread over the runs in name order."""
+    k = cfg.study.climate_twins
+    if not k:
+        return []
+    if not cfg.study.sweep:
+        raise ConfigError("study.climate_twins reruns runs of the sweep (its task configs and spin-up): set study.sweep "
+                          "to the sweep folder of the cube, or study.climate_twins=0")
+    names = sorted(inside)
+    if k > len(names):
+        raise ConfigError(f"study.climate_twins = {k}, but only {len(names)} runs lie inside the envelope")
+    return [names[int(i)] for i in np.unique(np.round(np.linspace(0, len(names) - 1, k)).astype(int))]
 
 
 # ---------------------------------------------------------------------------- run
@@ -246,8 +265,40 @@ def export_final(cfg: Any, cube: Path, study_dir: Path, threshold: float, sigma_
     return export_gp(study_dir / "export" / "gp.pt", model, meta, info)
 
 
+def run_twin(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
+    """The GCM twin of `task["held_out"]`: its time mean against the run's own, per score channel
+    (the floor no surrogate of a single run's climate can beat by more than luck)."""
+    from astrohpc.analysis.cube_means import time_mean_fields
+    from astrohpc.data.cube import read_meta
+    from astrohpc.errors import DataError
+    from astrohpc.studies.parity import gcm_twin
+    from astrohpc.studies.scores import rmse_bias
+    from astrohpc.studies.tasks import task_dir
+
+    meta = read_meta(task["cube"], stats=False)
+    inputs = fit_inputs(cfg, meta)
+    work = task_dir(study_dir, task["id"]) / "twin"
+    twin_cube, twin_summary = gcm_twin(cfg, task["held_out"], work, cfg.study.twin_delta_instellation_W_m2, "means")
+    twin_meta = read_meta(twin_cube, stats=False)
+    labels = [meta.channel_names[i] for i in inputs["channels"]]
+    missing = [c for c in labels if c not in twin_meta.channel_names]
+    if missing:
+        raise DataError(f"{twin_cube}: the twin lacks channels {', '.join(missing[:5])}; convert it like the sweep")
+    twin = time_mean_fields(twin_cube, [twin_meta.channel_names.index(c) for c in labels], cfg.study.average_days)[0]
+    own = time_mean_fields(task["cube"], inputs["channels"], cfg.study.average_days,
+                           [meta.run_names.index(task["held_out"])])[0]
+    rmse, _ = rmse_bias(twin[inputs["score"]], own[inputs["score"]], meta.area_weight)
+    return {"held_out": task["held_out"], "kind": "twin", "score_labels": inputs["score_labels"],
+            "twin_rmse": {label: float(v) for label, v in zip(inputs["score_labels"], rmse)},
+            "delta_instellation_W_m2": cfg.study.twin_delta_instellation_W_m2,
+            "gcm_cpu_s": twin_summary.get("cpu_time_s"), "gcm_wall_s": twin_summary.get("wall_time_s")}
+
+
 def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
-    """Fit on every other inside run, predict `task["held_out"]`, score every method."""
+    """Fit on every other inside run, predict `task["held_out"]`, score every method (a twin task:
+    `run_twin`)."""
+    if task["kind"] == "twin":
+        return run_twin(task, cfg, study_dir)
     from astrohpc.analysis.cube_means import time_mean_fields
     from astrohpc.cost_clock import cost_clock
     from astrohpc.data.cube import read_meta, transform_params
@@ -293,6 +344,21 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
 def pooled(results: list[dict[str, Any]], key: str, label: str, method: str) -> float:
     """RMSE pooled over runs: sqrt of the mean of the squared per-run RMSEs (each run's grid weighs alike)."""
     return float(np.sqrt(np.mean([r[key][label][method] ** 2 for r in results])))
+
+
+def twin_floor(results: list[dict[str, Any]], rmse: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The GCM's own time-mean floor per channel (RMSE twin − run pooled over the twin tasks, as the
+    LOO RMSEs are pooled) and every method's LOO RMSE as a ratio to it; None without twins."""
+    twins = sorted((r for r in results if r["kind"] == "twin"), key=lambda r: r["held_out"])
+    if not twins:
+        return {"twin_floor": None, "loo_ratio_to_twin_floor": None,
+                "twin_floor_note": "no GCM twin run (study.climate_twins: 0)"}
+    floor = {label: float(np.sqrt(np.mean([t["twin_rmse"][label] ** 2 for t in twins]))) for label in rmse}
+    return {"twin_floor": floor,
+            "loo_ratio_to_twin_floor": {label: {m: (v / floor[label] if floor[label] > 0 else None)
+                                                for m, v in rmse[label].items()} for label in rmse},
+            "twin_floor_note": f"{len(twins)} GCM twins ({', '.join(t['held_out'] for t in twins)}), instellation + "
+                               f"{twins[0]['delta_instellation_W_m2']:g} W m-2, the same averaging window"}
 
 
 def gcm_cost(sweep: Any, runs: list[str]) -> dict[str, Any]:
@@ -374,8 +440,7 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
         "speedup_cpu_vs_exoplasim_run": (gcm["exoplasim_cpu_s_per_run"] / predict_cpu
                                          if gcm.get("exoplasim_cpu_s_per_run") else None),
         "partial": bool(record.get("partial", False)),
-        "twin_floor": None,
-        "twin_floor_note": "not measured by this study: no GCM twin of a climate run is run yet",
+        **twin_floor(results, rmse),
     }
     summary["export"] = str(export_final(cfg, cube, study_dir, threshold, labels[0]))
     prov = collect(cfg)
@@ -385,5 +450,6 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
     write_json(study_dir / "summary.json", {k: summary[k] for k in (
         "loo_rmse", "loo_ratio_to_nearest", "loo_ratio_to_best_regression", "coverage95", "coverage68", "n_runs",
         "cost_s_per_prediction", "exoplasim_cpu_s_per_run", "exoplasim_wall_core_s_per_run",
-        "speedup_cpu_vs_exoplasim_run", "ood", "export", "git", "date", "host")})
+        "speedup_cpu_vs_exoplasim_run", "twin_floor", "loo_ratio_to_twin_floor", "ood", "export", "git", "date",
+        "host")})
     return {"table": str(study_dir / "climate.csv"), "summary": str(study_dir / "climate_summary.json")}

@@ -252,8 +252,9 @@ def climate_speedups(cost: dict[str, Any], gcm_per_day: dict[str, float] | None)
     return cost
 
 
-def gcm_twin(cfg: Any, run_name: str, work: Path, delta: float) -> tuple[Path, dict]:
-    """Run the GCM twin of `run_name` (the sweep's task, instellation + delta) and convert it."""
+def gcm_twin(cfg: Any, run_name: str, work: Path, delta: float, kind: str = "snapshots") -> tuple[Path, dict]:
+    """Run the GCM twin of `run_name` (the sweep's task, instellation + delta) and convert its
+    `kind` output ("snapshots" or "means") with the sweep's data settings."""
     from astrohpc.data.convert import convert_run_dirs
     from astrohpc.gcm.run import run_simulation
     from astrohpc.gcm.sweep import load_table, task_config
@@ -266,7 +267,7 @@ def gcm_twin(cfg: Any, run_name: str, work: Path, delta: float) -> tuple[Path, d
     gcm_cfg, _point = task_config(table, sweep, index[0])
     gcm_cfg.planet.instellation_W_m2 = float(gcm_cfg.planet.instellation_W_m2) + delta
     summary = run_simulation(gcm_cfg, work / "twin")
-    cube = convert_run_dirs([work / "twin"], work / "twin.h5", settings=gcm_cfg.data)
+    cube = convert_run_dirs([work / "twin"], work / "twin.h5", kind=kind, settings=gcm_cfg.data)
     return cube, summary
 
 

@@ -46,7 +46,11 @@ class StudySettings:
     (astrohpc.studies.climate_loo) — the cube of interval means whose last `average_days` days are each run's
     climate (default: `sweep`/datacube_means.h5), runs outside the design's envelope (never fitted: predicted by the
     model of every other run, to test the out-of-envelope flag), the channels scored ('ta@0.5': the level nearest
-    σ = 0.5), and the factor on the largest leave-one-out predictive spread above which a prediction is flagged."""
+    σ = 0.5), and the factor on the largest leave-one-out predictive spread above which a prediction is flagged.
+    climate_twins: the climate study — how many runs inside the envelope (evenly spread in name order) are run again
+    as GCM twins (instellation + `twin_delta_instellation_W_m2`, from the sweep's task and spin-up: needs `sweep`);
+    the RMSE between a twin's time mean and its run's, pooled over the twins, is the GCM's own time-mean floor each
+    leave-one-out RMSE is also given as a ratio to (0: none)."""
 
     model: Optional[str] = None
     climate_model: Optional[str] = None
@@ -69,6 +73,7 @@ class StudySettings:
     outside_runs: list[str] = field(default_factory=list)
     score_channels: list[str] = field(default_factory=lambda: ["ts", "tas", "ta@0.5", "rlut", "pr"])
     ood_std_factor: float = 1.2
+    climate_twins: int = 0
 
     def __post_init__(self) -> None:
         if self.cost_batch < 1 or self.rollout_steps < 1 or self.initial_conditions < 1 or self.segment_steps < 1:
@@ -91,6 +96,8 @@ class StudySettings:
         if self.average_days < 1 or not self.ood_std_factor > 0:
             raise ValueError(f"study.average_days must be >= 1 and study.ood_std_factor > 0, got "
                              f"{self.average_days}, {self.ood_std_factor}")
+        if self.climate_twins < 0:
+            raise ValueError(f"study.climate_twins must be >= 0, got {self.climate_twins}")
         if self.target_days < 1:
             raise ValueError(f"study.target_days must be >= 1 (states averaged at the end of each run), "
                              f"got {self.target_days}")

@@ -126,3 +126,31 @@ def test_parameters_are_read_as_the_sweep_sampled_them(climate_sweep):
     by_hand = np.c_[np.log10(raw[:, 0]), raw[:, 1]]
     np.testing.assert_allclose(meta.normalized_params(norm),
                                (by_hand - by_hand.mean(axis=0)) / by_hand.std(axis=0), rtol=1e-12)
+
+
+def test_gcm_twins_give_the_time_mean_floor(climate_sweep, tmp_path):
+    """study.climate_twins: a twin of an inside run (instellation + 0.1 W m-2, the same 6 days) is run
+    and its time mean compared with the run's; every LOO RMSE is also a ratio to that floor."""
+    from astrohpc.studies.execute import aggregate_study, plan_study, run_local
+
+    cfg = _cfg(tmp_path, climate_sweep, climate_twins=1, twin_delta_instellation_W_m2=0.1)
+    study = plan_study("climate", cfg)
+    tasks = json.loads((study / "study.json").read_text())["tasks"]
+    assert [(t["held_out"], t["kind"]) for t in tasks][-1] == ("task-0000", "twin")
+    assert sorted(s for _, s, _ in run_local(study)) == ["finished"] * 7
+    assert aggregate_study(study)["complete"]
+    summary = json.loads((study / "climate_summary.json").read_text())
+    floor = summary["twin_floor"]["ts"]
+    # the reference, from the GCM's own NetCDF files: the twin's and the run's last days, cos-latitude weights
+    from astrohpc.studies.tasks import task_dir
+
+    twin_task = [t for t in tasks if t["kind"] == "twin"][0]
+    twin, lat = _time_mean(task_dir(study, twin_task["id"]) / "twin", "twin", "ts")
+    own, _ = _time_mean(climate_sweep, "task-0000", "ts")
+    assert floor == pytest.approx(_rmse(twin, own, lat), rel=5e-3)
+    assert 0.0 < floor < summary["loo_rmse"]["ts"]["ensemble_mean"]  # a 0.1 W m-2 twin: far closer than the spread
+    assert summary["loo_ratio_to_twin_floor"]["ts"]["gp"] == pytest.approx(summary["loo_rmse"]["ts"]["gp"] / floor)
+    assert "1 GCM twins (task-0000)" in summary["twin_floor_note"]
+    with pytest.raises(ConfigError, match="study.climate_twins reruns runs of the sweep"):
+        climate_loo.twin_runs(from_dict(Config, {**to_dict(cfg), "study": {"climate_twins": 1}}, source="t"),
+                              ["task-0000"])

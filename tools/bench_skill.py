@@ -189,9 +189,11 @@ def skill_table(s: dict, climate: dict | None) -> str:
                       f"{min(r['toa_imbalance_W_m2'] for r in eq):.1f} to "
                       f"{max(r['toa_imbalance_W_m2'] for r in eq):.1f} W m⁻², ts trend "
                       f"{min(r['ts_trend_K_per_yr'] for r in eq):.0f} to "
-                      f"{max(r['ts_trend_K_per_yr'] for r in eq):.0f} K yr⁻¹ (runs/climate/climate_summary.json).", "",
-                  "| variable | GP | nearest run | linear | quadratic | ensemble mean | GCM twin floor | GP ÷ nearest | "
-                  "GP ÷ best regression | GP ÷ twin floor | 95 % coverage |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                      f"{max(r['ts_trend_K_per_yr'] for r in eq):.0f} K yr⁻¹ "
+                      "(runs/climate/climate_summary.json).", "",
+                  "| variable | GP | nearest run | linear | quadratic | ensemble mean | GCM twin floor | "
+                  "GP ÷ nearest | GP ÷ best regression | GP ÷ twin floor | 95 % coverage |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         floor, to_floor = climate.get("twin_floor") or {}, climate.get("loo_ratio_to_twin_floor") or {}
         for v, by in climate["loo_rmse"].items():
             lines.append(f"| {v} | {fmt(by['gp'])} | {fmt(by['nearest'])} | {fmt(by['linear'])} | "

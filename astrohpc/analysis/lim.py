@@ -34,6 +34,8 @@ class LinearInverseModel:
         return self.pca_.transform(z.reshape(len(z), -1))
 
     def _encode_forcing(self, f: np.ndarray) -> np.ndarray:
+        if self.f_pca_ is None:  # a model without forcing channels
+            return np.zeros((len(f), 0))
         z = (np.asarray(f, np.float64) - self.f_mean_) / self.f_std_ * self.sqrt_w_
         return self.f_pca_.transform(z.reshape(len(z), -1))
 
@@ -56,6 +58,12 @@ class LinearInverseModel:
         k = min(self.components, len(x) - 1, flat.shape[1])
         self.pca_ = PCA(n_components=k, svd_solver="randomized", random_state=self.seed).fit(flat)
         f = np.asarray(forcing_next, np.float64)
+        self.f_pca_ = None
+        if f.shape[1] == 0:
+            pcs, pcs_next = self._encode(x), self._encode(x_next)
+            inputs = np.concatenate([pcs, np.asarray(params, np.float64)], axis=1)
+            self.ridge_ = Ridge(alpha=self.alpha).fit(inputs, pcs_next - pcs)
+            return self
         self.f_mean_ = f.mean(axis=0)
         f_std = f.std(axis=(0, 2, 3))
         self.f_std_ = np.where(f_std > 0, f_std, 1.0)[:, None, None]

@@ -25,7 +25,8 @@ from astrohpc.studies.tasks import read_result, task_dir
 
 LABELS = {"surrogate": "surrogate", "climate_surrogate": "climate surrogate", "persistence": "persistence",
           "climatology": "training climatology",
-          "nearest_run": "nearest training run", "linear_regression": "linear regression", "gcm_twin": "GCM twin"}
+          "nearest_run": "nearest training run", "linear_regression": "linear regression",
+          "lim": "linear inverse model", "gcm_twin": "GCM twin"}
 
 
 def _plot_lead(report: MarkdownReport, results: list[dict[str, Any]], twin_delta: str, channel: str = "ts") -> None:
@@ -157,7 +158,7 @@ def add_parity_section(report: MarkdownReport, study_dir: str | Path) -> None:
            "internal variability." if settings.get("twin") else ""))
     columns = ["channel", "units"]
     for m in ("surrogate", "climate_surrogate", "persistence", "climatology", "nearest_run", "linear_regression",
-              "gcm_twin"):
+              "lim", "gcm_twin"):
         if any(k.startswith(f"{m} ") for k in head["rows"][0]):
             columns += [f"{m} daily", f"{m} mean"]
     columns += ["best baseline (daily)", "surrogate beats it (daily)", "best baseline (mean)",

@@ -92,6 +92,13 @@ def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
                      "half (only for a member that got there). Climatology RMSE: the last "
                      f"{summary.get('climatology_steps') or '?'} steps' mean against the GCM run's own "
                      f"{_span(summary.get('gcm_mean_days'))} mean (the longest GCM climatology the runs have).")
+    if summary.get("lim"):
+        report.paragraph("Beside them, the linear inverse model (fitted on the training runs) rolled out from the same "
+                         "states with the same forcing: a linear, damped baseline, so what it shows is how close a "
+                         "bounded climate gets to the GCM's.")
+        report.table([{k: _number(v) if k not in ("run", "member") else v for k, v in row.items()}
+                      for row in summary["lim"]], ["run", "member", "steps_without_flag", "ts_drift_K_per_1000",
+                                                   "ts_climatology_rmse_K"])
     _conservation_table(report, summary.get("conservation"))
     _plot_rollouts(report, study_dir, record)
 

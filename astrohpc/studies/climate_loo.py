@@ -142,8 +142,8 @@ def twin_runs(cfg: Any, inside: list[str]) -> list[str]:
     if not k:
         return []
     if not cfg.study.sweep:
-        raise ConfigError("study.climate_twins reruns runs of the sweep (its task configs and spin-up): set study.sweep "
-                          "to the sweep folder of the cube, or study.climate_twins=0")
+        raise ConfigError("study.climate_twins reruns runs of the sweep (its task configs and spin-up): set "
+                          "study.sweep to the sweep folder of the cube, or study.climate_twins=0")
     names = sorted(inside)
     if k > len(names):
         raise ConfigError(f"study.climate_twins = {k}, but only {len(names)} runs lie inside the envelope")

@@ -7,7 +7,9 @@ A task:
    of the process and its children, and wall time × torch threads) at batch 1 and with
    `study.cost_batch` initial states at once; with `study.climate_model`, predicts the run's
    time means with the climate surrogate and times that too (batch 1 and cost_batch);
-2. builds the four baselines from the training runs (astrohpc.studies.baselines);
+2. builds the five baselines from the training runs (astrohpc.studies.baselines, and the linear
+   inverse model of astrohpc.studies.lim_baseline rolled out from the run's first state with its
+   own forcing; its diagnostic channels are the training climatology's);
 3. with `study.twin` and `study.sweep`, runs the GCM again for the same run with the instellation
    raised by `study.twin_delta_instellation_W_m2` (a twin differing by a perturbation far below
    anything physical) and converts it with the sweep's data settings: the twin's distance to the
@@ -53,7 +55,7 @@ from astrohpc.studies.scores import global_mean, pattern_correlation, rmse_bias,
 
 log = logging.getLogger(__name__)
 
-METHODS = ("surrogate", "climate_surrogate", "persistence", "climatology", "nearest_run", "linear_regression")
+METHODS = ("surrogate", "climate_surrogate", "persistence", "climatology", "nearest_run", "linear_regression", "lim")
 HEADLINE = ("ts", "tas", "ps", "rlut", "rsut", "ta@0.5668", "ua@0.5668")
 
 
@@ -342,6 +344,7 @@ def _dry_mass_drift(model: Any, first: np.ndarray, last: np.ndarray, static: Any
 
 def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     from astrohpc.models.ood import ParameterEnvelope
+    from astrohpc.studies.lim_baseline import fit_lim, lim_trajectory
     from astrohpc.studies.studied_cube import studied_cube, training_cube
 
     model, info = _load(cfg)
@@ -374,9 +377,12 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     if near.shape[0] < steps:
         raise DataError(f"nearest training run {train_meta.run_names[nearest]} has {near.shape[0]} states, "
                         f"{task['run']} {steps}: the baseline needs runs of equal length")
+    climatology = base.climatology(train_means)
+    lim = fit_lim(model, train_meta, info["param_norm"], train)
     fields = {"surrogate": predicted[1:], "persistence": base.persistence(truth[0])[None],
-              "climatology": base.climatology(train_means)[None], "nearest_run": near[1:steps],
-              "linear_regression": base.linear_regression(z_train, train_means, z_target)[None]}
+              "climatology": climatology[None], "nearest_run": near[1:steps],
+              "linear_regression": base.linear_regression(z_train, train_means, z_target)[None],
+              "lim": lim_trajectory(lim, model, truth, view.z([run_index]), climatology)}
     if cfg.study.climate_model:
         if Path(info["cube"]).resolve() != Path(read_export_cube(cfg.study.climate_model)).resolve():
             raise ConfigError("study.climate_model was trained on another cube than study.model; parity compares "

@@ -126,15 +126,60 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
             fit = engine.lyapunov_from_distance(distance[np.isfinite(distance)], step_days=result.state.step_s
                                                 / 86400.0, skip=1)
             lyapunov = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in fit.items()}
+    lim = _lim_members(model, info, cube, inputs, labels[:-1], steps, gcm_mean)
     wall_per_10k = result.state.wall_s / max(result.steps_done, 1) * 10_000
     live = int(np.isfinite(d["ts"]).sum())  # member-steps actually computed (a flagged member is frozen)
     return {"run": task["run"], "cube": cube.provenance(), "steps": steps, "members": per_member, "lyapunov": lyapunov,
-            "correctors": conservation.describe(model),
+            "correctors": conservation.describe(model), "lim": lim,
             "wall_s": result.state.wall_s, "cpu_s": result.state.cpu_s, "wall_s_per_10000_steps": wall_per_10k,
             "live_member_steps": live, "wall_s_per_10000_member_steps": result.state.wall_s / max(live, 1) * 10_000,
             "batch": len(members), "netcdf": str(netcdf), "step_days": result.state.step_s / 86400.0,
             "climatology_steps": min(CLIMATOLOGY_STEPS, steps), "gcm_mean_states": length,
             "gcm_mean_days": float(length * np.diff(meta.time_days[run_index][:2])[0]) if length > 1 else None}
+
+
+def _lim_members(model: Any, info: dict, cube: Any, inputs: dict, labels: list[str], steps: int,
+                 gcm_mean: np.ndarray) -> list[dict[str, Any]]:
+    """The linear inverse model (fitted on the export's training runs) rolled out from the same
+    initial states with the same forcing: the baseline climate a rollout is compared with."""
+    from astrohpc.studies import rollout as engine
+    from astrohpc.studies.lim_baseline import fit_lim, lim_rollout
+    from astrohpc.studies.skill import training_climatology
+    from astrohpc.studies.studied_cube import training_cube
+
+    from astrohpc.errors import DataError
+
+    try:
+        train_meta = training_cube(info, "the rollout study's linear inverse model comes from the training runs") \
+            if cube.foreign else cube.meta
+    except DataError as err:  # another cube's runs roll out without the training cube; the LIM needs it
+        log.warning("no linear inverse model beside the rollouts: %s", err)
+        return []
+    train = [train_meta.run_names.index(n) for n in info["run_split"]["train"]]
+    lim = fit_lim(model, train_meta, info["param_norm"], train)
+    members = len(labels)
+    forcing = inputs["forcing"]
+
+    def forcing_np(k: int) -> np.ndarray:
+        f = forcing(k).double().numpy()
+        return f[:members] if f.ndim == 4 else f
+
+    window = min(CLIMATOLOGY_STEPS, steps)
+    names = list(info["plan"]["channel_names"])
+    out = lim_rollout(lim, model, inputs["x0"][:members].double().numpy(), inputs["params"][:members].numpy(),
+                      forcing_np, steps, training_climatology(model, train_meta, train),
+                      model.grid.area_weight.double().numpy(), gcm_mean, window)
+    rows = []
+    for m, label in enumerate(labels):
+        ts = out["ts"][:, m]
+        ok = np.isfinite(ts)
+        rmse = out["climatology_rmse"][m]
+        rows.append({"member": f"LIM from {label}",
+                     "steps_without_flag": steps if out["flags"][m] is None else int(out["flags"][m]) - 1,
+                     "ts_drift_K_per_1000": float(engine.drift_per_1000(ts[ok][:, None])[0]) if ok.sum() > 2 else None,
+                     "climatology_rmse_vs_gcm_run_mean": None if rmse is None else
+                     {names[c]: float(rmse[c]) for c in range(len(names))}})
+    return rows
 
 
 def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +218,10 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
                                                                         for r in results])),
                "max_dry_mass_rel_error": max((r["dry_mass_max_rel_error"] or 0.0) for r in rows),
                "conservation": _conservation(results),
+               "lim": [{"run": r["run"], "member": m["member"], "steps_without_flag": m["steps_without_flag"],
+                        "ts_drift_K_per_1000": m["ts_drift_K_per_1000"],
+                        "ts_climatology_rmse_K": (m["climatology_rmse_vs_gcm_run_mean"] or {}).get("ts")}
+                       for r in results for m in r.get("lim", [])],
                "lyapunov": {r["run"]: r["lyapunov"] for r in results}, "partial": record.get("partial", False),
                "cube": results[0].get("cube"),  # where the runs came from (provenance)
                # settings the report states, as they were run

@@ -86,24 +86,6 @@ class _Sums:
                 for m, s in self.sq.items()}
 
 
-def fit_lim(model: Any, meta: Any, param_norm: dict, train_runs: Sequence[int], seed: int = 0):
-    """The LIM on the training runs' one-step pairs of the model's prognostic channels."""
-    from astrohpc.analysis.lim import LinearInverseModel
-
-    plan = model.plan
-    prog, forcing = model.predicted.tolist(), model.forcing.tolist()
-    xs, fs, ps, ys = [], [], [], []
-    z = meta.normalized_params(param_norm)
-    for run in train_runs:
-        states = read_run(meta, run, plan.cube_channels).astype(np.float32)
-        xs.append(states[:-1, prog])
-        ys.append(states[1:, prog])
-        fs.append(states[1:, forcing])
-        ps.append(np.repeat(z[run:run + 1], len(states) - 1, axis=0))
-    return LinearInverseModel(seed=seed).fit(np.concatenate(xs), np.concatenate(fs), np.concatenate(ps),
-                                             np.concatenate(ys), meta.area_weight)
-
-
 def training_climatology(model: Any, meta: Any, train_runs: Sequence[int]) -> np.ndarray:
     """Per-cell mean [C, lat, lon] of every state of the training runs (the daily-state climatology)."""
     from astrohpc.studies.baselines import pooled_climatology
@@ -274,6 +256,7 @@ def evaluate(export: str | Path, leads: int = 10, stride: int = 5, rollout_steps
              timing_steps: int = 1000, sweep: Optional[str | Path] = None, threads: int = 2) -> dict[str, Any]:
     """Everything above for the test runs of the export (inside / outside its training envelope)."""
     from astrohpc.studies.climate_loo import design_box, envelope_check
+    from astrohpc.studies.lim_baseline import fit_lim
     from astrohpc.train.export import load_exported
 
     torch.set_num_threads(threads)

@@ -17,6 +17,7 @@ from astrohpc.studies import baselines as base
 from astrohpc.studies.execute import aggregate_study, plan_study, run_local, run_task
 from astrohpc.studies.scores import rmse_bias
 from astrohpc.studies.tasks import status, task_dir
+from astrohpc.train.export import load_exported
 from astrohpc.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,8 +75,18 @@ def test_parity_task_scores_and_aggregation(trained, physics_cube, tmp_path):
     assert [t["run"] for t in study["tasks"]] == [meta.run_names[1]]
     assert [s for _, s, _ in run_local(folder)] == ["finished"]
     result = json.loads((task_dir(folder, 0) / "result.json").read_text())
-    assert set(result["methods"]) == {"surrogate", "persistence", "climatology", "nearest_run", "linear_regression"}
+    assert set(result["methods"]) == {"surrogate", "persistence", "climatology", "nearest_run", "linear_regression",
+                                      "lim"}
     assert result["nearest_run"] == meta.run_names[0]
+    # the LIM forecasts the prognostic channels only: a diagnostic channel is the training climatology's
+    model, _ = load_exported(trained)
+    lim, clim_m = result["methods"]["lim"], result["methods"]["climatology"]
+    diagnostic = model.diagnostic.tolist()
+    for c in diagnostic:
+        assert lim["daily_rmse"][c] == pytest.approx(clim_m["daily_rmse"][c], rel=1e-9)
+    prognostic = model.predicted.tolist()
+    assert all(np.isfinite(lim["daily_rmse"][c]) for c in prognostic)
+    assert any(lim["daily_rmse"][c] != pytest.approx(clim_m["daily_rmse"][c], rel=1e-3) for c in prognostic)
 
     # persistence and climatology recomputed here from the cube
     names = result["channels"]
@@ -285,6 +296,18 @@ def test_rollout_study_runs_restarts_and_aggregates(trained, tmp_path, monkeypat
     assert record["complete"]
     summary = json.loads(Path(record["outputs"]["summary"]).read_text())
     assert summary["members"] == 3 and summary["steps"] == 60
+    # the linear inverse model from the same 2 initial states (not the twin); fitted on one 5-day run here,
+    # it may leave the bounds: its window climatology exists only for a member that got there
+    assert [row["member"] for row in summary["lim"]] == [f"LIM from {m['member']}" for m in result["members"][:2]]
+    for row in summary["lim"]:
+        assert 0 <= row["steps_without_flag"] <= 60
+        assert (row["ts_climatology_rmse_K"] is None) == (row["steps_without_flag"] == 0)
+    # every conserved quantity before and after the correctors; the dry-mass corrector closes its own
+    conservation = summary["conservation"]
+    assert set(conservation) == {"dry_mass", "water", "energy"}
+    assert conservation["dry_mass"]["after"]["max_abs_per_step"] < 1e-12
+    assert conservation["dry_mass"]["before"]["max_abs_per_step"] > 1e3 * conservation["dry_mass"]["after"][
+        "max_abs_per_step"]
     # the report states the settings as run: the step, the climatology window, the GCM mean's span
     from astrohpc.analysis.markdown import MarkdownReport
     from astrohpc.analysis.study_sections import add_study_section
@@ -295,6 +318,7 @@ def test_rollout_study_runs_restarts_and_aggregates(trained, tmp_path, monkeypat
     span = result["gcm_mean_days"]
     assert result["step_days"] == 1.0 and result["climatology_steps"] == 60  # min(1000, the 60 steps run)
     assert "60 steps each (one day per step)" in text and "the last 60 steps' mean" in text
+    assert "Conservation, before and after the correctors" in text and "linear inverse model" in text
     assert f"own {span:g}-day mean" in text and span == result["gcm_mean_states"] * result["step_days"]
 
 

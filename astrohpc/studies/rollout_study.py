@@ -142,12 +142,11 @@ def _lim_members(model: Any, info: dict, cube: Any, inputs: dict, labels: list[s
                  gcm_mean: np.ndarray) -> list[dict[str, Any]]:
     """The linear inverse model (fitted on the export's training runs) rolled out from the same
     initial states with the same forcing: the baseline climate a rollout is compared with."""
+    from astrohpc.errors import DataError
     from astrohpc.studies import rollout as engine
     from astrohpc.studies.lim_baseline import fit_lim, lim_rollout
     from astrohpc.studies.skill import training_climatology
     from astrohpc.studies.studied_cube import training_cube
-
-    from astrohpc.errors import DataError
 
     try:
         train_meta = training_cube(info, "the rollout study's linear inverse model comes from the training runs") \

@@ -101,6 +101,35 @@ def add_rollout_section(report: MarkdownReport, study_dir: str | Path) -> None:
                                                    "ts_climatology_rmse_K"])
     _conservation_table(report, summary.get("conservation"))
     _plot_rollouts(report, study_dir, record)
+    _plot_spectra(report, study_dir, record)
+
+
+def _plot_spectra(report: MarkdownReport, study_dir: Path, record: dict[str, Any]) -> None:
+    """ts power by total wavenumber at the end of each member's rollout beside the GCM run's last state."""
+    results = [read_result(study_dir, t) for t in record["finished"]]
+    results = [r for r in results if r.get("ts_power_by_l")]
+    if not results:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for r in results:
+        spec = r["ts_power_by_l"]
+        ax.plot(range(1, len(spec["gcm_last_state"])), spec["gcm_last_state"][1:], "k", lw=2, label=f"GCM {r['run']}")
+        for label, values in spec["members"].items():
+            ax.plot(range(1, len(values)), values[1:], lw=1, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("total wavenumber l")
+    ax.set_ylabel("surface temperature power [K² per l]")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    report.figure(fig, "rollout_spectra", "Surface-temperature power by total wavenumber (l ≥ 1) of each member's last "
+                                          "state (the last before any flag) beside the GCM run's last state (black)")
+    plt.close(fig)
 
 
 def _conservation_table(report: MarkdownReport, conservation: Any) -> None:

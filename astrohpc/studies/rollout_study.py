@@ -127,15 +127,46 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
                                                 / 86400.0, skip=1)
             lyapunov = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in fit.items()}
     lim = _lim_members(model, info, cube, inputs, labels[:-1], steps, gcm_mean)
+    spectra = _end_spectra(model, meta, cube, run_index, result, names, labels)
     wall_per_10k = result.state.wall_s / max(result.steps_done, 1) * 10_000
     live = int(np.isfinite(d["ts"]).sum())  # member-steps actually computed (a flagged member is frozen)
     return {"run": task["run"], "cube": cube.provenance(), "steps": steps, "members": per_member, "lyapunov": lyapunov,
-            "correctors": conservation.describe(model), "lim": lim,
+            "correctors": conservation.describe(model), "lim": lim, "ts_power_by_l": spectra,
             "wall_s": result.state.wall_s, "cpu_s": result.state.cpu_s, "wall_s_per_10000_steps": wall_per_10k,
             "live_member_steps": live, "wall_s_per_10000_member_steps": result.state.wall_s / max(live, 1) * 10_000,
             "batch": len(members), "netcdf": str(netcdf), "step_days": result.state.step_s / 86400.0,
             "climatology_steps": min(CLIMATOLOGY_STEPS, steps), "gcm_mean_states": length,
             "gcm_mean_days": float(length * np.diff(meta.time_days[run_index][:2])[0]) if length > 1 else None}
+
+
+def _end_spectra(model: Any, meta: Any, cube: Any, run_index: int, result: Any, names: list[str],
+                 labels: list[str]) -> dict[str, Any] | None:
+    """Surface temperature's power by total wavenumber l (K² per l) of each member's last state
+    (the last before any flag) beside the GCM run's last state; None off a Gauss grid."""
+    from astrohpc.errors import ConfigError
+    from astrohpc.models.build import gauss_truncation
+    from astrohpc.models.sfno import SphericalTransform, check_gauss_grid
+    from astrohpc.studies.skill import ts_power_spectrum
+
+    lat = np.asarray(meta.lat)
+    try:
+        check_gauss_grid(lat)
+    except ConfigError:
+        return None
+    transform = SphericalTransform(len(lat), int(meta.shape[-1]), gauss_truncation(len(lat)))
+    flip = bool(lat[0] < lat[-1])
+    ts = names.index("ts")
+    from astrohpc.data.cube import LazyCube
+
+    reader = LazyCube(cube.path).prepare()
+    try:
+        last = int(meta.time_count[run_index]) - 1
+        gcm = reader.read(run_index, last, last + 1)[0, cube.channels[ts]].astype(np.float64)
+    finally:
+        reader.close()
+    return {"gcm_last_state": ts_power_spectrum(gcm, transform, flip).tolist(),
+            "members": {label: ts_power_spectrum(result.state.x[m, ts].numpy(), transform, flip).tolist()
+                        for m, label in enumerate(labels)}}
 
 
 def _lim_members(model: Any, info: dict, cube: Any, inputs: dict, labels: list[str], steps: int,

@@ -319,6 +319,16 @@ def test_rollout_study_runs_restarts_and_aggregates(trained, tmp_path, monkeypat
     assert result["step_days"] == 1.0 and result["climatology_steps"] == 60  # min(1000, the 60 steps run)
     assert "60 steps each (one day per step)" in text and "the last 60 steps' mean" in text
     assert "Conservation, before and after the correctors" in text and "linear inverse model" in text
+    # ts spectra at the end of each member beside the GCM's last state; l = 0 is the global mean squared
+    spec = result["ts_power_by_l"]
+    assert len(spec["members"]) == 3 and len(spec["gcm_last_state"]) == len(next(iter(spec["members"].values())))
+    with xr.open_dataset(result["netcdf"]) as ds:
+        last_ts = float(ds["ts"].values[-1, 0])  # member 0's global mean at its last step (not flagged here)
+    if result["members"][0]["divergence"] is None:
+        # the l = 0 power of orthonormal harmonics is 4π × the global mean² (the rollout's own diagnostic)
+        first = next(iter(spec["members"].values()))[0]
+        assert first == pytest.approx(4 * np.pi * last_ts ** 2, rel=1e-4)
+    assert (tmp_path / "report" / "rollout_spectra.png").is_file()
     assert f"own {span:g}-day mean" in text and span == result["gcm_mean_states"] * result["step_days"]
 
 

@@ -202,6 +202,12 @@ def skill_table(s: dict, climate: dict | None) -> str:
                          f"{fmt(climate['loo_ratio_to_best_regression'][v])} | "
                          f"{fmt((to_floor.get(v) or {}).get('gp'))} | {fmt(climate['coverage95'][v])} |")
         lines += ["", f"Twin floor: {climate.get('twin_floor_note', 'not measured')}."]
+        network = {v: by["network"] for v, by in climate["loo_rmse"].items() if "network" in by}
+        if network:
+            lines += ["", "The climate network (configs/model/climate_transformer.yaml's transformer, trained in each "
+                          "leave-one-out task on the same runs, same target) in the same study, RMSE: " +
+                      ", ".join(f"{v} {fmt(x)} (GP {fmt(climate['loo_rmse'][v]['gp'])})" for v, x in network.items())
+                      + "."]
         ood = climate["ood"]
         lines.append("")
         gcm_cpu, speedup = climate.get("exoplasim_cpu_s_per_run"), climate.get("speedup_cpu_vs_exoplasim_run")

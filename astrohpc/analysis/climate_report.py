@@ -15,7 +15,7 @@ from pathlib import Path
 from astrohpc.analysis.markdown import MarkdownReport
 from astrohpc.analysis.study_record import aggregated, partial_note, study_config
 
-METHODS = ("gp", "nearest", "linear", "quadratic", "ensemble_mean")
+METHODS = ("gp", "network", "nearest", "linear", "quadratic", "ensemble_mean")
 
 
 def add_climate_section(report: MarkdownReport, study_dir: str | Path) -> None:
@@ -36,7 +36,7 @@ def add_climate_section(report: MarkdownReport, study_dir: str | Path) -> None:
     rows = []
     floor, to_floor = s.get("twin_floor") or {}, s.get("loo_ratio_to_twin_floor") or {}
     for v, by in s["loo_rmse"].items():
-        rows.append({"variable": v, **{m: by[m] for m in METHODS}, "GCM twin floor": floor.get(v),
+        rows.append({"variable": v, **{m: by[m] for m in METHODS if m in by}, "GCM twin floor": floor.get(v),
                      "GP ÷ twin floor": (to_floor.get(v) or {}).get("gp"),
                      "GP ÷ nearest": s["loo_ratio_to_nearest"][v],
                      "GP ÷ best regression": s["loo_ratio_to_best_regression"][v],

@@ -49,7 +49,7 @@ from astrohpc.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("gp", "nearest", "linear", "quadratic", "ensemble_mean")
+METHODS = ("gp", "nearest", "linear", "quadratic", "ensemble_mean", "network")
 PREDICTION_REPEATS = 20
 
 
@@ -294,6 +294,69 @@ def run_twin(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
             "gcm_cpu_s": twin_summary.get("cpu_time_s"), "gcm_wall_s": twin_summary.get("wall_time_s")}
 
 
+def network_config(cfg: Any, task: dict[str, Any], study_dir: Path, inputs: dict[str, Any], train: list[str]) -> Any:
+    """The training config of the compared climate network (study.compare_model) in one LOO task:
+    its architecture settings, on the study's variables and parameters, no spin-up days, no physics
+    terms (the study's variables need not carry what they read), trained on `train` alone."""
+    from astrohpc.config import Config, from_dict, load_config, to_dict
+    from astrohpc.data.cube import read_meta
+    from astrohpc.studies.tasks import task_dir
+
+    model = to_dict(load_config(cfg.study.compare_model))["model"]
+    if model.get("task") != "climate":
+        raise ConfigError(f"study.compare_model {cfg.study.compare_model}: a climate model is needed (model.task: "
+                          f"climate), got {model.get('task')!r}")
+    meta = read_meta(task["cube"], stats=False)
+    variables = list(dict.fromkeys(meta.variables[i] for i in inputs["channels"]))
+    model.update({"mode": "datacube", "spinup_steps": 0, "params": list(inputs["params"]), "variables": variables,
+                  "physics": {"loss_weights": {}, "correctors": []}, "uncertainty": {"method": "none"}})
+    others = [r for r in meta.run_names if r not in train]
+    raw = {"run": {"root": str(task_dir(study_dir, task["id"]) / "network"), "name": "train", "seed": cfg.run.seed},
+           "model": model,
+           "train": {"cube": task["cube"], "test_runs": others, "validation_runs": [], "validation_fraction": 0.0,
+                     "epochs": cfg.study.compare_epochs, "batch_size": 1, "checkpoint_every": 0, "log_every": 50,
+                     "threads": 1}}
+    return from_dict(Config, raw, source=f"climate study, network of task {task['id']}")
+
+
+def network_prediction(cfg: Any, task: dict[str, Any], study_dir: Path, meta: Any, inputs: dict[str, Any],
+                       train: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Train the compared network on `train` (the mean of each run's last average_days states as its
+    target: astrohpc.studies.spinup.train_later_state) and predict the held-out run: [C, lat, lon]
+    in the study's channels, and its training and prediction cost."""
+    from astrohpc.cost_clock import cost_clock
+    from astrohpc.data.runs import RunDataset
+    from astrohpc.studies.spinup import predict, train_later_state
+    from astrohpc.train.export import load_exported
+
+    from astrohpc.data.cube import read_meta
+    from astrohpc.data.stats import run_stats
+
+    if read_meta(task["cube"]).stats is None:  # the network normalises with the cube's statistics
+        log.info("computing the statistics of %s for the compared network", task["cube"])
+        run_stats(task["cube"])
+    net_cfg = network_config(cfg, task, study_dir, inputs, train)
+    window = int(round(cfg.study.average_days / float(np.diff(meta.time_days[0][:2])[0])))
+    with cost_clock(1) as fit_cost:
+        summary = train_later_state(net_cfg, window)
+    if summary["status"] != "finished":
+        raise RuntimeError(f"the compared network stopped ({summary['status']}) at step {summary['step']}; rerun the "
+                           "task to resume it")
+    model, info = load_exported(summary["exports"]["best" if "best" in summary.get("exports", {}) else "last"])
+    plan = info["plan"]
+    row = meta.run_names.index(task["held_out"])
+    dataset = RunDataset(task["cube"], 0, variables=list(plan["variables"]), runs=[row],
+                         param_norm=info["param_norm"], static=bool(plan["static"]), mean_window=window)
+    try:
+        fields, timing = predict(model, [dataset[0]])
+    finally:
+        dataset.close()
+    names = list(plan["channel_names"])
+    order = [names.index(meta.channel_names[i]) for i in inputs["channels"]]
+    return fields[0][order], {"fit_cpu_s": fit_cost["cpu_s"], "predict_cpu_s": timing["cpu_s_per_run"],
+                              "epochs": cfg.study.compare_epochs}
+
+
 def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
     """Fit on every other inside run, predict `task["held_out"]`, score every method (a twin task:
     `run_twin`)."""
@@ -318,6 +381,9 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
         for _ in range(PREDICTION_REPEATS):
             mean, std = model.predict(test_x)
     pred = {"gp": mean[0], **{k: v[0] for k, v in predictions(train_x, train_fields, test_x, model).items()}}
+    network_cost = None
+    if cfg.study.compare_model:
+        pred["network"], network_cost = network_prediction(cfg, task, study_dir, meta, inputs, train)
     scores = score(pred, std[0], truth, meta.area_weight, inputs["score_labels"], inputs["score"])
     box = design_box(cfg.study.sweep, inputs["params"], inputs["transforms"])
     x_train = transform_params(train_x, inputs["params"], inputs["transforms"])
@@ -335,7 +401,8 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
             "gp": model.describe(),
             "cost": {"fit_cpu_s": fit_cost["cpu_s"], "fit_wall_s": fit_cost["wall_s"],
                      "predict_cpu_s": predict_cost["cpu_s"] / PREDICTION_REPEATS,
-                     "predict_wall_core_s": predict_cost["wall_core_s"] / PREDICTION_REPEATS}}
+                     "predict_wall_core_s": predict_cost["wall_core_s"] / PREDICTION_REPEATS,
+                     "network": network_cost}}
 
 
 # ---------------------------------------------------------------------------- aggregate
@@ -392,17 +459,18 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
     if not loo:
         raise ConfigError(f"{study_dir}: no leave-one-out task finished: nothing to aggregate")
     labels = loo[0]["score_labels"]
+    methods = [m for m in METHODS if all(m in r["rmse"][labels[0]] for r in [*loo, *outside])]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["run", "kind", "channel", "method", "rmse", "bias", "pattern_correlation"])
     for r in [*loo, *outside]:
         for label in labels:
-            for method in METHODS:
+            for method in methods:
                 writer.writerow([r["held_out"], r["kind"], label, method, f"{r['rmse'][label][method]:.6g}",
                                  f"{r['bias'][label][method]:.6g}", f"{r['corr'][label][method]:.6g}"])
     write_text(study_dir / "climate.csv", buffer.getvalue())
 
-    rmse = {label: {m: pooled(loo, "rmse", label, m) for m in METHODS} for label in labels}
+    rmse = {label: {m: pooled(loo, "rmse", label, m) for m in methods} for label in labels}
     ratio_nearest = {label: rmse[label]["gp"] / rmse[label]["nearest"] for label in labels}
     ratio_regression = {label: rmse[label]["gp"] / min(rmse[label]["linear"], rmse[label]["quadratic"])
                         for label in labels}
@@ -422,9 +490,9 @@ def aggregate(results: list[dict[str, Any]], cfg: Any, study_dir: Path, record: 
         "average_days": cfg.study.average_days, "cube": str(cube),
         "loo_rmse": rmse, "loo_ratio_to_nearest": ratio_nearest,
         "loo_ratio_to_best_regression": ratio_regression,
-        "loo_bias": {label: {m: float(np.mean([r["bias"][label][m] for r in loo])) for m in METHODS}
+        "loo_bias": {label: {m: float(np.mean([r["bias"][label][m] for r in loo])) for m in methods}
                      for label in labels},
-        "loo_pattern_correlation": {label: {m: float(np.mean([r["corr"][label][m] for r in loo])) for m in METHODS}
+        "loo_pattern_correlation": {label: {m: float(np.mean([r["corr"][label][m] for r in loo])) for m in methods}
                                     for label in labels},
         "coverage68": coverage["coverage68"], "coverage95": coverage["coverage95"],
         "crps": {label: float(np.mean([r["crps"][label] for r in loo])) for label in labels},

@@ -50,7 +50,10 @@ class StudySettings:
     climate_twins: the climate study — how many runs inside the envelope (evenly spread in name order) are run again
     as GCM twins (instellation + `twin_delta_instellation_W_m2`, from the sweep's task and spin-up: needs `sweep`);
     the RMSE between a twin's time mean and its run's, pooled over the twins, is the GCM's own time-mean floor each
-    leave-one-out RMSE is also given as a ratio to (0: none)."""
+    leave-one-out RMSE is also given as a ratio to (0: none). compare_model / compare_epochs: the climate study — a
+    model config (its `model:` section, e.g. configs/model/climate_transformer.yaml) of a climate network trained in
+    every leave-one-out task on the same runs, `compare_epochs` epochs, with each run's last `average_days` mean as
+    its target, and scored beside the GP as method "network" (None: no network)."""
 
     model: Optional[str] = None
     climate_model: Optional[str] = None
@@ -74,6 +77,8 @@ class StudySettings:
     score_channels: list[str] = field(default_factory=lambda: ["ts", "tas", "ta@0.5", "rlut", "pr"])
     ood_std_factor: float = 1.2
     climate_twins: int = 0
+    compare_model: Optional[str] = None
+    compare_epochs: int = 60
 
     def __post_init__(self) -> None:
         if self.cost_batch < 1 or self.rollout_steps < 1 or self.initial_conditions < 1 or self.segment_steps < 1:
@@ -96,6 +101,8 @@ class StudySettings:
         if self.average_days < 1 or not self.ood_std_factor > 0:
             raise ValueError(f"study.average_days must be >= 1 and study.ood_std_factor > 0, got "
                              f"{self.average_days}, {self.ood_std_factor}")
+        if self.compare_epochs < 1:
+            raise ValueError(f"study.compare_epochs must be >= 1, got {self.compare_epochs}")
         if self.climate_twins < 0:
             raise ValueError(f"study.climate_twins must be >= 0, got {self.climate_twins}")
         if self.target_days < 1:

@@ -154,3 +154,28 @@ def test_gcm_twins_give_the_time_mean_floor(climate_sweep, tmp_path):
     with pytest.raises(ConfigError, match="study.climate_twins reruns runs of the sweep"):
         climate_loo.twin_runs(from_dict(Config, {**to_dict(cfg), "study": {"climate_twins": 1}}, source="t"),
                               ["task-0000"])
+
+
+def test_a_climate_network_is_compared_in_the_same_leave_one_out(climate_sweep, tmp_path):
+    """study.compare_model: the climate transformer is trained in the LOO task on the same 4 runs as
+    the GP (never on the held-out or the outside run) and scored beside it as "network"."""
+    from astrohpc.studies.execute import plan_study, run_task
+    from astrohpc.studies.tasks import task_dir
+    from astrohpc.train.export import read_export
+
+    cfg = _cfg(tmp_path, climate_sweep, compare_model=str(REPO / "configs" / "model" / "climate_transformer.yaml"),
+               compare_epochs=2)
+    study = plan_study("climate", cfg)
+    run_task(study, 0)
+    result = json.loads((task_dir(study, 0) / "result.json").read_text())
+    assert result["held_out"] == "task-0000"
+    for label in ("ts", "rlut"):
+        assert np.isfinite(result["rmse"][label]["network"]) and result["rmse"][label]["network"] > 0
+    export = next((task_dir(study, 0) / "network" / "train" / "export").glob("*.pt"))
+    split = read_export(export)["run_split"]
+    assert sorted(split["train"]) == ["task-0001", "task-0002", "task-0003", "task-0004"] == sorted(result["train_runs"])
+    assert result["cost"]["network"]["fit_cpu_s"] > 0
+    with pytest.raises(ConfigError, match="a climate model is needed"):
+        climate_loo.network_config(_cfg(tmp_path, climate_sweep, compare_model=str(
+            REPO / "configs" / "model" / "emulator_unet.yaml")), {"id": 0, "cube": str(
+                climate_loo.climate_cube(cfg))}, tmp_path, {"channels": [], "params": []}, [])

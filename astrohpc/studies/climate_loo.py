@@ -325,12 +325,11 @@ def network_prediction(cfg: Any, task: dict[str, Any], study_dir: Path, meta: An
     target: astrohpc.studies.spinup.train_later_state) and predict the held-out run: [C, lat, lon]
     in the study's channels, and its training and prediction cost."""
     from astrohpc.cost_clock import cost_clock
+    from astrohpc.data.cube import read_meta
     from astrohpc.data.runs import RunDataset
+    from astrohpc.data.stats import run_stats
     from astrohpc.studies.spinup import predict, train_later_state
     from astrohpc.train.export import load_exported
-
-    from astrohpc.data.cube import read_meta
-    from astrohpc.data.stats import run_stats
 
     if read_meta(task["cube"]).stats is None:  # the network normalises with the cube's statistics
         log.info("computing the statistics of %s for the compared network", task["cube"])

@@ -173,7 +173,8 @@ def test_a_climate_network_is_compared_in_the_same_leave_one_out(climate_sweep, 
         assert np.isfinite(result["rmse"][label]["network"]) and result["rmse"][label]["network"] > 0
     export = next((task_dir(study, 0) / "network" / "train" / "export").glob("*.pt"))
     split = read_export(export)["run_split"]
-    assert sorted(split["train"]) == ["task-0001", "task-0002", "task-0003", "task-0004"] == sorted(result["train_runs"])
+    trained_on = ["task-0001", "task-0002", "task-0003", "task-0004"]
+    assert sorted(split["train"]) == trained_on == sorted(result["train_runs"])
     assert result["cost"]["network"]["fit_cpu_s"] > 0
     with pytest.raises(ConfigError, match="a climate model is needed"):
         climate_loo.network_config(_cfg(tmp_path, climate_sweep, compare_model=str(

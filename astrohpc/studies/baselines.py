@@ -97,14 +97,12 @@ def nearest_run(z_train: np.ndarray, z_target: np.ndarray) -> int:
 
 def linear_regression(z_train: np.ndarray, train_means: np.ndarray, z_target: np.ndarray) -> np.ndarray:
     """[C, lat, lon]: the affine least-squares prediction at z_target (see the module doc)."""
+    from astrohpc.analysis.parametric_baselines import regression
+
     z_train, means = np.asarray(z_train, np.float64), np.asarray(train_means, np.float64)
     keep = varying(z_train)
-    design = np.column_stack([np.ones(len(z_train)), z_train[:, keep]])
     y = means.reshape(len(means), -1)
     finite = np.isfinite(y).all(axis=0)
-    coef = np.zeros((design.shape[1], y.shape[1]))
-    coef[:, finite] = np.linalg.lstsq(design, y[:, finite], rcond=None)[0]
-    target = np.concatenate([[1.0], np.asarray(z_target, np.float64)[keep]])
-    out = target @ coef
-    out[~finite] = np.nan
+    out = np.full(y.shape[1], np.nan)
+    out[finite] = regression(z_train[:, keep], y[:, finite], np.asarray(z_target, np.float64)[keep][None], 1)[0]
     return out.reshape(means.shape[1:])

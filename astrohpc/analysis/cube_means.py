@@ -35,16 +35,11 @@ def last_days_mask(days: np.ndarray, window_days: float) -> np.ndarray:
 def time_mean_fields(cube: str | Path, channels: list[int], window_days: float,
                      runs: Optional[list[int]] = None) -> np.ndarray:
     """The mean of the last `window_days` days of each run, float64 [run, C, lat, lon], for the
-    cube's `channels` (every run, or `runs` in that order)."""
+    cube's `channels` (every run, or `runs` in that order): astrohpc.studies.baselines.read_time_means
+    from each run's first record in the window."""
+    from astrohpc.studies.baselines import read_time_means
+
     meta = read_meta(cube, stats=False)
     runs = list(range(meta.shape[0])) if runs is None else list(runs)
-    out = np.empty((len(runs), len(channels), *meta.shape[3:]))
-    order = np.argsort(channels)
-    sorted_channels = np.asarray(channels)[order]
-    with open_file(cube) as f:
-        fields = f[schema.FIELDS]
-        for i, r in enumerate(runs):
-            steps = np.flatnonzero(last_days_mask(meta.time_days[r], window_days))
-            block = fields[r, steps[0]:steps[-1] + 1][:, sorted_channels].astype(np.float64)
-            out[i][order] = block.mean(axis=0)
-    return out
+    starts = [int(np.flatnonzero(last_days_mask(meta.time_days[r], window_days))[0]) for r in runs]
+    return np.stack([read_time_means(cube, [r], channels, start)[0] for r, start in zip(runs, starts)])

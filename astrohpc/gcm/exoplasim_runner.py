@@ -38,6 +38,7 @@ from astrohpc.planet import EARTH_RADIUS_M
 
 MODEL_NAME = "exoplasim"  # exoplasim's modelname: names the files finalize() writes
 LOG_NAME = "exoplasim.log"
+RESCALED_RESTART = "restart_at_this_rotation"  # the spin-up restart rescaled to the run's rotation rate
 # exoplasim builds shell command lines from paths without quoting them.
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_./+@=,-]+")
 
@@ -138,6 +139,13 @@ class ExoPlaSimRunner:
         kwargs = configure_kwargs(planet, gcm)
         if kwargs["restartfile"] and not Path(kwargs["restartfile"]).is_file():
             raise GCMError(f"gcm.restart_file {gcm.restart_file} not found")
+        written_at = gcm.restart_rotation_period_days
+        if kwargs["restartfile"] and written_at and written_at != planet.rotation_period_days:
+            from astrohpc.gcm.restart import rescale_rotation
+
+            # the restart's atmosphere is in units of its own rotation rate: rescale it to this planet's
+            kwargs["restartfile"] = str(rescale_rotation(kwargs["restartfile"], run_dir / RESCALED_RESTART,
+                                                         written_at, planet.rotation_period_days))
         work, output = run_dir / "work", run_dir / "output"
         log_path = run_dir / LOG_NAME
         years = gcm.years or 1
@@ -157,6 +165,7 @@ class ExoPlaSimRunner:
                 model.exportcfg(str(work / f"{MODEL_NAME}.cfg"))
                 model.run(years=years, crashifbroken=True)
                 model.finalize(str(output), keeprestarts=gcm.keep_restart, clean=True)
+                (run_dir / RESCALED_RESTART).unlink(missing_ok=True)  # read at start-up; the spin-up keeps its own
         except GCMError:
             raise
         except Exception as exc:  # exoplasim raises bare Exception/RuntimeError on crashes

@@ -44,7 +44,10 @@ class GCMSettings:
     `snapshot_interval_days` (0 turns snapshots off). `restart_file` starts from a saved state
     (relative paths are taken from the current directory); `start_step` is the model's step
     counter in that restart (the sweep sets it for runs branched from its spin-up; it places the
-    sun: astrohpc/gcm/calendar.py), None for a fresh run.
+    sun: astrohpc/gcm/calendar.py), None for a fresh run. `restart_rotation_period_days`: the rotation period
+    the restart file was written at (the sweep sets it to its spin-up's); when the planet's differs, the run
+    starts from a copy rescaled to its own rotation rate (ExoPlaSim keeps the atmosphere in units of Ω:
+    astrohpc/gcm/restart.py).
     """
 
     model: Literal["exoplasim"] = "exoplasim"
@@ -58,6 +61,7 @@ class GCMSettings:
     means_interval_days: int = 5
     snapshot_interval_days: int = 1
     restart_file: Optional[str] = None
+    restart_rotation_period_days: Optional[float] = None
     start_step: Optional[int] = None
     keep_restart: bool = True
     ncpus: int = 1

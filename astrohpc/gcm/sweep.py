@@ -34,7 +34,8 @@ SPINUP_DIR = "spinup"
 
 
 # A restart file carries the spin-up's grid and its surface-pressure field (atmospheric mass):
-# tasks branching from it cannot vary these.
+# tasks branching from it cannot vary these. (Its atmosphere is in units of the spin-up's rotation
+# rate: a task at another rotation period starts from a copy rescaled to its own, astrohpc/gcm/restart.py.)
 RESTART_FIXED_KEYS = ("gcm.resolution", "gcm.levels", "planet.pN2_bar", "planet.pO2_bar", "planet.pCO2_bar")
 
 
@@ -144,6 +145,7 @@ def task_config(table: dict, sweep_dir: Path, index: int) -> tuple[Config, dict]
         base = table["base_config"]
         cfg.gcm.start_step = restart_step(float(base["planet"]["rotation_period_days"]),
                                           float(base["gcm"]["timestep_minutes"]), int(table["spinup_days"]))
+        cfg.gcm.restart_rotation_period_days = float(base["planet"]["rotation_period_days"])
     return cfg, point
 
 

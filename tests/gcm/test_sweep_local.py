@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tests_gcm_paths import SMOKE_CONFIG
 
@@ -66,6 +67,31 @@ def test_spinup_mode_branches_every_task_from_one_restart(tmp_path, smoke_gcm_ru
     assert task["gcm"]["start_step"] == first_step(cfg.planet.rotation_period_days, 45.0) + 5 * 32
     manifest = aggregate(plan.sweep_dir, convert=False)
     assert manifest["spinup"]["status"] == "finished" and manifest["complete"]
+
+
+@pytest.mark.exoplasim
+def test_tasks_at_other_rotation_periods_start_from_the_spinups_physical_state(tmp_path, smoke_gcm_run,
+                                                                              monkeypatch):
+    """Branched at half the spin-up's rotation period, a task starts from the restart rescaled to its
+    rotation rate: after one day its air temperatures are the same-rotation task's to within a kelvin
+    or two, where the unscaled restart would have quadrupled every deviation from 250 K (and crashed)."""
+    import xarray as xr
+
+    monkeypatch.setenv("ASTROHPC_SPINUP_CACHE", str(tmp_path / "spinup-cache"))
+    points = "[{planet.instellation_W_m2: 1300}, {planet.instellation_W_m2: 1300, planet.rotation_period_days: 0.5}]"
+    cfg, plan = _sweep(tmp_path, "sweep.spinup_days=5", f"sweep.points={points}", "gcm.snapshot_interval_days=1")
+    assert [r[1] for r in run_local(plan.sweep_dir, workers=2)] == ["finished"] * 3
+    tops = []
+    for task in ("task-0000", "task-0001"):
+        summary = json.loads((plan.sweep_dir / task / "summary.json").read_text())
+        assert summary["gcm"]["restart_rotation_period_days"] == cfg.planet.rotation_period_days == 1.0
+        assert not (plan.sweep_dir / task / "restart_at_this_rotation").exists()  # read at start-up, removed
+        with xr.open_dataset(plan.sweep_dir / task / "output" / "exoplasim_snapshot.nc", decode_times=False) as ds:
+            w = np.cos(np.radians(ds["lat"].values))[:, None]
+            ta = ds["ta"].isel(time=0).values  # [lev, lat, lon] after the first day
+            tops.append([float((level * w).sum() / (w.sum() * level.shape[1])) for level in ta])
+    np.testing.assert_allclose(tops[1], tops[0], atol=2.0)
+    assert max(abs(t - 250.0) for t in tops[0]) > 20.0  # deviations an unscaled restart would have quadrupled
 
 
 def test_a_task_that_never_ran_is_missing(tmp_path):

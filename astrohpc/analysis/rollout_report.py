@@ -10,11 +10,10 @@ ablation: the effect of removing each component (variant − full, paired by see
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from astrohpc.analysis.markdown import MarkdownReport
 from astrohpc.analysis.study_record import PARTIAL_NOTE, aggregated, other_cube, partial_note
@@ -28,44 +27,29 @@ def _incomplete(report: MarkdownReport, study_dir: Path, what: str) -> dict[str,
     return record
 
 
-@contextlib.contextmanager
-def _log_figure(report: MarkdownReport, name: str, caption: str, xlabel: str, ylabel: str,
-                log_y: bool = False) -> Iterator[Any]:
-    """A line chart on a log x axis (and log y): yields the axes, then labels, grids, adds a legend
-    and puts the figure in the report as `name`.png."""
+def _plot_rollouts(report: MarkdownReport, study_dir: Path, record: dict[str, Any]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4))
-    try:
-        yield ax
-        ax.set_xscale("log")
-        if log_y:
-            ax.set_yscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
-        report.figure(fig, name, caption)
-    finally:
-        plt.close(fig)
-
-
-def _plot_rollouts(report: MarkdownReport, study_dir: Path, record: dict[str, Any]) -> None:
     import xarray as xr
 
-    with _log_figure(report, "rollout_ts", "Global-mean surface temperature of each rollout member against simulated "
-                     "time; a line that stops is a member flagged as diverged (frozen at its last state inside the "
-                     "physical bounds)", "simulated days since the initial GCM state (log)",
-                     "global-mean surface temperature [K]") as ax:
-        for task_id in record["finished"]:
-            result = read_result(study_dir, task_id)
-            with xr.open_dataset(result["netcdf"]) as ds:
-                for m in range(ds.sizes["member"]):
-                    label = str(ds["member_label"].values[m]) if "member_label" in ds else f"{result['run']} {m}"
-                    ax.plot(ds["lead_days"].values, ds["ts"].values[:, m], lw=1, label=label)
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for task_id in record["finished"]:
+        result = read_result(study_dir, task_id)
+        with xr.open_dataset(result["netcdf"]) as ds:
+            for m in range(ds.sizes["member"]):
+                label = str(ds["member_label"].values[m]) if "member_label" in ds else f"{result['run']} {m}"
+                ax.plot(ds["lead_days"].values, ds["ts"].values[:, m], lw=1, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("simulated days since the initial GCM state (log)")
+    ax.set_ylabel("global-mean surface temperature [K]")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    report.figure(fig, "rollout_ts", "Global-mean surface temperature of each rollout member against simulated time; "
+                                     "a line that stops is a member flagged as diverged (frozen at its last state "
+                                     "inside the physical bounds)")
+    plt.close(fig)
 
 
 def _per_step(step_days: Any) -> str:
@@ -126,15 +110,26 @@ def _plot_spectra(report: MarkdownReport, study_dir: Path, record: dict[str, Any
     results = [r for r in results if r.get("ts_power_by_l")]
     if not results:
         return
-    with _log_figure(report, "rollout_spectra", "Surface-temperature power by total wavenumber (l ≥ 1) of each "
-                     "member's last state (the last before any flag) beside the GCM run's last state (black)",
-                     "total wavenumber l", "surface temperature power [K² per l]", log_y=True) as ax:
-        for r in results:
-            spec = r["ts_power_by_l"]
-            ax.plot(range(1, len(spec["gcm_last_state"])), spec["gcm_last_state"][1:], "k", lw=2,
-                    label=f"GCM {r['run']}")
-            for label, values in spec["members"].items():
-                ax.plot(range(1, len(values)), values[1:], lw=1, label=label)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for r in results:
+        spec = r["ts_power_by_l"]
+        ax.plot(range(1, len(spec["gcm_last_state"])), spec["gcm_last_state"][1:], "k", lw=2, label=f"GCM {r['run']}")
+        for label, values in spec["members"].items():
+            ax.plot(range(1, len(values)), values[1:], lw=1, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("total wavenumber l")
+    ax.set_ylabel("surface temperature power [K² per l]")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    report.figure(fig, "rollout_spectra", "Surface-temperature power by total wavenumber (l ≥ 1) of each member's last "
+                                          "state (the last before any flag) beside the GCM run's last state (black)")
+    plt.close(fig)
 
 
 def _conservation_table(report: MarkdownReport, conservation: Any) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from astrohpc.errors import ConfigError
 from astrohpc.physics.constants import PlanetConstants
-from astrohpc.physics.energy import check_flux_timing, column_energy, step_mean_flux
+from astrohpc.physics.energy import FLUX_TIMINGS, column_energy, step_mean_flux
 from astrohpc.physics.grid import SphereGrid, global_mean
 from astrohpc.physics.mass import column_dry_mass, layer_mass
 from astrohpc.physics.state import Scalar, State, dsigma64, fields64, per_sample
@@ -97,7 +97,9 @@ class CorrectorChain:
     (astrohpc.physics.energy.step_mean_flux)."""
 
     def __init__(self, names: Sequence[str], flux_timing: str = "snapshots"):
-        self.flux_timing = check_flux_timing(flux_timing)
+        if flux_timing not in FLUX_TIMINGS:
+            raise ConfigError(f"flux timing {flux_timing!r}: expected one of {', '.join(FLUX_TIMINGS)}")
+        self.flux_timing = flux_timing
         unknown = [name for name in names if name not in CORRECTORS]
         if unknown:
             raise ConfigError(f"unknown corrector {', '.join(map(repr, unknown))}; valid: {', '.join(CORRECTORS)}")

@@ -12,8 +12,6 @@ and charging that to the air would call a correct step wrong by as much.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from astrohpc.errors import ConfigError
@@ -78,31 +76,18 @@ def toa_energy_balance(state: State, grid: SphereGrid) -> torch.Tensor:
     return global_mean(rst + rlut, grid)
 
 
-def check_flux_timing(timing: str) -> str:
-    """`timing` when it is one of FLUX_TIMINGS, else a ConfigError (for settings: correctors, losses)."""
-    if timing not in FLUX_TIMINGS:
-        raise ConfigError(f"flux timing {timing!r}: expected one of {', '.join(FLUX_TIMINGS)}")
-    return timing
-
-
-def over_step(flux: Callable[[State], torch.Tensor], before: State, after: State,
-              timing: str = "snapshots") -> torch.Tensor:
-    """flux(state) averaged over the step before -> after, as the states hold it.
+def step_mean_flux(before: State, after: State, timing: str = "snapshots") -> torch.Tensor:
+    """[B, lat, lon] W m⁻²: F averaged over the step before -> after.
 
     timing (FLUX_TIMINGS): "snapshots" — both states hold instantaneous fluxes, and the mean of the
     two ends is what they allow (a poor estimate when the sun moves between them: a day of a slowly
     rotating planet); "step_means" — `after` holds the fluxes averaged over the step into it (a
-    cube's step_mean_variables, astrohpc/data/step_means.py): that is the mean itself."""
+    cube's step_mean_variables, astrohpc/data/step_means.py): that is F̄ itself."""
     if timing == "step_means":
-        return flux(after)
+        return atmosphere_net_flux(after)
     if timing != "snapshots":
         raise ValueError(f"flux timing {timing!r}: expected one of {', '.join(FLUX_TIMINGS)}")
-    return 0.5 * (flux(before) + flux(after))
-
-
-def step_mean_flux(before: State, after: State, timing: str = "snapshots") -> torch.Tensor:
-    """[B, lat, lon] W m⁻²: F, the net flux into the atmosphere, averaged over the step (over_step)."""
-    return over_step(atmosphere_net_flux, before, after, timing)
+    return 0.5 * (atmosphere_net_flux(before) + atmosphere_net_flux(after))
 
 
 def energy_budget_residual(before: State, after: State, grid: SphereGrid, planet: PlanetConstants,

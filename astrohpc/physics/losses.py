@@ -35,7 +35,7 @@ import torch
 
 from astrohpc.errors import ConfigError
 from astrohpc.physics.constants import PlanetConstants
-from astrohpc.physics.energy import ENERGY_FIELDS, SURFACE_FLUXES, check_flux_timing, energy_budget_residual
+from astrohpc.physics.energy import ENERGY_FIELDS, FLUX_TIMINGS, SURFACE_FLUXES, energy_budget_residual
 from astrohpc.physics.gas import ideal_gas_residual_field
 from astrohpc.physics.grid import SphereGrid, global_mean
 from astrohpc.physics.humidity import negative_water
@@ -106,7 +106,9 @@ class PhysicsLoss:
     """
 
     def __init__(self, weights: Mapping[str, float], flux_timing: str = "snapshots"):
-        self.flux_timing = check_flux_timing(flux_timing)
+        if flux_timing not in FLUX_TIMINGS:
+            raise ConfigError(f"flux timing {flux_timing!r}: expected one of {', '.join(FLUX_TIMINGS)}")
+        self.flux_timing = flux_timing
         unknown = [name for name in weights if name not in TERMS]
         if unknown:
             raise ConfigError(f"physics loss: unknown term {', '.join(map(repr, unknown))}; "

@@ -378,7 +378,7 @@ def run(task: dict[str, Any], cfg: Any, study_dir: Path) -> dict[str, Any]:
         raise DataError(f"nearest training run {train_meta.run_names[nearest]} has {near.shape[0]} states, "
                         f"{task['run']} {steps}: the baseline needs runs of equal length")
     climatology = base.climatology(train_means)
-    lim = fit_lim(model, train_meta, info["param_norm"], train, states=[train_states[i] for i in train])
+    lim = fit_lim(model, train_meta, info["param_norm"], train)
     fields = {"surrogate": predicted[1:], "persistence": base.persistence(truth[0])[None],
               "climatology": climatology[None], "nearest_run": near[1:steps],
               "linear_regression": base.linear_regression(z_train, train_means, z_target)[None],

@@ -176,7 +176,7 @@ def _lim_members(model: Any, info: dict, cube: Any, inputs: dict, labels: list[s
     from astrohpc.errors import DataError
     from astrohpc.studies import rollout as engine
     from astrohpc.studies.lim_baseline import fit_lim, lim_rollout
-    from astrohpc.studies.skill import training_climatology, training_states
+    from astrohpc.studies.skill import training_climatology
     from astrohpc.studies.studied_cube import training_cube
 
     try:
@@ -186,10 +186,7 @@ def _lim_members(model: Any, info: dict, cube: Any, inputs: dict, labels: list[s
         log.warning("no linear inverse model beside the rollouts: %s", err)
         return []
     train = [train_meta.run_names.index(n) for n in info["run_split"]["train"]]
-    states = training_states(model, train_meta, train)
-    lim = fit_lim(model, train_meta, info["param_norm"], train, states=states)
-    fill = training_climatology(states)
-    del states
+    lim = fit_lim(model, train_meta, info["param_norm"], train)
     members = len(labels)
     forcing = inputs["forcing"]
 
@@ -200,7 +197,7 @@ def _lim_members(model: Any, info: dict, cube: Any, inputs: dict, labels: list[s
     window = min(CLIMATOLOGY_STEPS, steps)
     names = list(info["plan"]["channel_names"])
     out = lim_rollout(lim, model, inputs["x0"][:members].double().numpy(), inputs["params"][:members].numpy(),
-                      forcing_np, steps, fill,
+                      forcing_np, steps, training_climatology(model, train_meta, train),
                       model.grid.area_weight.double().numpy(), gcm_mean, window)
     rows = []
     for m, label in enumerate(labels):

@@ -86,17 +86,11 @@ class _Sums:
                 for m, s in self.sq.items()}
 
 
-def training_states(model: Any, meta: Any, train_runs: Sequence[int]) -> list[np.ndarray]:
-    """Every state [T, C, lat, lon] of each training run, in the model's channels (read once for both
-    the climatology and the LIM)."""
-    return [read_run(meta, r, model.plan.cube_channels) for r in train_runs]
-
-
-def training_climatology(states: Sequence[np.ndarray]) -> np.ndarray:
+def training_climatology(model: Any, meta: Any, train_runs: Sequence[int]) -> np.ndarray:
     """Per-cell mean [C, lat, lon] of every state of the training runs (the daily-state climatology)."""
     from astrohpc.studies.baselines import pooled_climatology
 
-    return pooled_climatology(states)[0]
+    return pooled_climatology([read_run(meta, r, model.plan.cube_channels) for r in train_runs])[0]
 
 
 def lead_scores(model: Any, meta: Any, param_norm: dict, runs: Sequence[int], leads: int, stride: int,
@@ -281,10 +275,8 @@ def evaluate(export: str | Path, leads: int = 10, stride: int = 5, rollout_steps
     inside = [r for r, ok in zip(test, inside_mask) if ok]
     outside = [r for r, ok in zip(test, inside_mask) if not ok]
     started = time.perf_counter()
-    states = training_states(model, meta, train)
-    lim = fit_lim(model, meta, norm, train, states=states)
-    clim = training_climatology(states)
-    del states
+    lim = fit_lim(model, meta, norm, train)
+    clim = training_climatology(model, meta, train)
     baselines_s = time.perf_counter() - started
     scores = {"inside": lead_scores(model, meta, norm, inside, leads, stride, lim, clim) if inside else None}
     if outside:
